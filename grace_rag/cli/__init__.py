@@ -1,0 +1,1 @@
+"""grace-rag command-line interface (typer)."""
