@@ -1,0 +1,72 @@
+"""Rationale cache: SQLite keyed by (fingerprint, role, text hash) -> rationale + vector.
+
+WAL journal mode and a busy timeout make it safe for several processes at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from grace_rag.errors import CacheError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rationales (
+    fingerprint TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    rationale TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (fingerprint, role, text_hash)
+)
+"""
+
+
+def text_key(text: str) -> str:
+    """Stable hash of a text (the cache key's text part)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class RationaleCache:
+    """A SQLite file of rationales and vectors; one connection per instance."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"the rationale cache {self.path} is unreadable ({exc}); delete it, it is rebuilt on demand") from None
+
+    def get_many(self, fingerprint: str, role: str, keys: Sequence[str]) -> dict[str, tuple[str, np.ndarray]]:
+        """Cached (rationale, vector) for whichever of ``keys`` are present."""
+        found: dict[str, tuple[str, np.ndarray]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT text_hash, rationale, vector FROM rationales WHERE fingerprint=? AND role=? AND text_hash IN ({marks})",
+                [fingerprint, role, *chunk],
+            )
+            for key, rationale, blob in rows:
+                found[key] = (rationale, np.frombuffer(blob, dtype=np.float32))
+        return found
+
+    def put_many(self, fingerprint: str, role: str, rows: Iterable[tuple[str, str, np.ndarray]]) -> None:
+        """Store (text_hash, rationale, vector) rows, replacing existing ones."""
+        data = [(fingerprint, role, key, rat, np.asarray(vec, dtype=np.float32).tobytes()) for key, rat, vec in rows]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO rationales VALUES (?, ?, ?, ?, ?)", data)
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM rationales").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

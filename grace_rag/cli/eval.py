@@ -1,0 +1,87 @@
+"""`grace-rag eval`: score models side by side on a BEIR folder or an STS file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from grace_rag.config import Layer, Pooling
+
+RETRIEVAL_COLUMNS = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "docs_per_s"]
+STS_COLUMNS = ["spearman", "docs_per_s"]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if value >= 10 else f"{value:.4f}"
+    return str(value)
+
+
+def results_table(payload: dict[str, Any]) -> Table:
+    """A rich table of one ``run_eval`` payload."""
+    columns = STS_COLUMNS if payload["task"] == "sts" else RETRIEVAL_COLUMNS
+    subset = payload.get("subset")
+    caption = "full split"
+    if subset:
+        size = (f"{subset['n_pairs']} pairs" if "n_pairs" in subset
+                else f"{subset['queries']} queries, {subset['documents']} documents")
+        caption = f"subset {subset['digest']}: {size}, seed {subset['seed']}"
+    table = Table(title=f"{payload['dataset']} ({payload['split']})", caption=caption)
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in payload["results"]:
+        table.add_row(row["model"], *(_cell(row.get(column)) for column in columns))
+    return table
+
+
+def eval_command(
+    dataset_dir: Annotated[Path, typer.Argument(
+        exists=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or an STS .tsv "
+                          "file / a folder of sts-<split>.tsv files.")],
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Model to evaluate, repeatable: bm25, minilm, default, "
+                              "a GraceEncoder model name or a model directory.")] = None,
+    split: Annotated[str, typer.Option(help="qrels/<split>.tsv or sts-<split>.tsv.")] = "test",
+    subset: Annotated[int | None, typer.Option(
+        help="Evaluate a seeded subset: N queries (retrieval) or N pairs (STS).")] = None,
+    corpus_size: Annotated[int | None, typer.Option(
+        help="Documents in a retrieval subset (default 10 x --subset).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the subset sample.")] = 0,
+    rationale_tokens: Annotated[int | None, typer.Option(
+        help="GraceEncoder rationale length; 0 embeds the text alone.")] = None,
+    pooling: Annotated[Pooling | None, typer.Option(help="GraceEncoder pooling.")] = None,
+    layer: Annotated[Layer | None, typer.Option(help="GraceEncoder hidden layer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON results here.")] = None,
+) -> None:
+    """Evaluate models on a retrieval or STS dataset and print the metrics."""
+    from grace_rag.evaluation import EvalRequest, GraceSettings, run_eval
+
+    request = EvalRequest(
+        dataset=dataset_dir, models=model or ["default"], split=split, subset=subset,
+        corpus_size=corpus_size, seed=seed,
+        grace=GraceSettings(rationale_tokens=rationale_tokens,
+                            pooling=pooling.value if pooling else None,
+                            layer=layer.value if layer else None),
+    )
+    payload = run_eval(request)
+    text = json.dumps(payload, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+    else:
+        Console().print(results_table(payload))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to the grace-rag CLI."""
+    app.command("eval")(eval_command)

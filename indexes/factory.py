@@ -1,0 +1,104 @@
+"""Choosing, building and tuning the FAISS index type for a corpus size (pure functions)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import faiss
+from grace_rag.errors import GraceIndexError
+
+# Corpus sizes where the automatic choice changes (faiss wiki, "Guidelines to choose an index").
+EXACT_MAX = 20_000  # brute force over <= 20k vectors costs ~1 ms: exact is the best choice
+HNSW_MAX = 2_000_000  # HNSW keeps full vectors and a graph: fast and accurate, memory-hungry
+DEFAULT_EF_SEARCH = 128
+DEFAULT_NPROBE = 32
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time knobs of the approximate index types (ignored by exact ones)."""
+
+    ef_search: int = DEFAULT_EF_SEARCH
+    nprobe: int = DEFAULT_NPROBE
+
+    def to_dict(self) -> dict[str, int]:
+        return {"ef_search": self.ef_search, "nprobe": self.nprobe}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchParams":
+        return cls(
+            ef_search=int(data.get("ef_search", DEFAULT_EF_SEARCH)),
+            nprobe=int(data.get("nprobe", DEFAULT_NPROBE)),
+        )
+
+
+def ivf_lists(n_vectors: int) -> int:
+    """Number of IVF lists: about 8*sqrt(N), rounded to a power of two (faiss guideline 4-16*sqrt(N))."""
+    target = 8 * math.sqrt(max(n_vectors, 1))
+    return max(1, 2 ** round(math.log2(target)))
+
+
+def choose_factory(n_vectors: int) -> str:
+    """The FAISS factory string for a corpus of ``n_vectors`` normalised vectors (inner product).
+
+    Small corpora get exact search; medium ones HNSW; very large ones an IVF index with an
+    HNSW coarse quantizer and 8-bit scalar-quantised vectors to bound memory.
+    """
+    if n_vectors < 0:
+        raise GraceIndexError(f"corpus size must be >= 0, got {n_vectors}")
+    if n_vectors <= EXACT_MAX:
+        return "Flat"
+    if n_vectors <= HNSW_MAX:
+        return "HNSW32"
+    return f"IVF{ivf_lists(n_vectors)}_HNSW32,SQ8"
+
+
+def needs_id_map(factory: str) -> bool:
+    """Whether the index type cannot store external ids itself (everything but IVF)."""
+    return not factory.startswith("IVF") and not factory.startswith("IDMap")
+
+
+def build_index(factory: str, dimension: int) -> faiss.Index:
+    """An empty inner-product FAISS index from a factory string, with external-id support."""
+    full = f"IDMap2,{factory}" if needs_id_map(factory) else factory
+    try:
+        return faiss.index_factory(dimension, full, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "invalid"
+        raise GraceIndexError(
+            f"invalid FAISS factory string {factory!r} ({first}); "
+            "try 'Flat', 'HNSW32' or 'IVF1024,Flat'"
+        ) from None
+
+
+def supports_removal(index: faiss.Index) -> bool:
+    """Whether vectors can be removed in place (HNSW graphs cannot; they are rebuilt)."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    return not isinstance(inner, (faiss.IndexHNSW,))
+
+
+def apply_search_params(index: faiss.Index, params: SearchParams) -> None:
+    """Set efSearch / nprobe on whatever part of the index understands them."""
+    space = faiss.ParameterSpace()
+    for name, value in (("efSearch", params.ef_search), ("nprobe", params.nprobe)):
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError:
+            continue  # this index type has no such knob
+
+
+def training_size(index: faiss.Index) -> int:
+    """How many vectors to train an untrained index on: 64 per IVF list (faiss warns below 39)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return 64 * ivf.nlist if ivf is not None else 65_536
+
+
+def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.IDSelector) -> faiss.SearchParameters:
+    """Per-query parameters restricted to ``selector``, of the type the inner index expects."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=params.ef_search)
+    if faiss.try_extract_index_ivf(inner) is not None:
+        return faiss.SearchParametersIVF(sel=selector, nprobe=params.nprobe)
+    return faiss.SearchParameters(sel=selector)

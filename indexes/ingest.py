@@ -1,0 +1,248 @@
+"""Folder ingestion: scan, diff against the index, split into chunks, embed what is missing.
+
+Crash safety: every embedded batch is committed to the chunk store at once; a file is
+marked done only after all its chunks are stored; ``index.faiss`` is rebuilt from the store
+on the next open if a run was interrupted. Re-running therefore embeds only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from grace_rag.errors import ConfigError, DataError
+from grace_rag.indexes.grace_index import GraceIndex
+from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
+from grace_rag.indexes.records import Chunk, content_hash
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestConfig:
+    """How a folder becomes chunks. ``None`` sizes follow the encoder's input length."""
+
+    chunk_size: int | None = field(default=None, metadata={"help": "Tokens per chunk (default: half the encoder's input length)."})
+    chunk_overlap: int | None = field(default=None, metadata={"help": "Tokens shared by neighbouring chunks (default: chunk size / 8)."})
+    batch_size: int = field(default=8, metadata={"help": "Chunks embedded and committed together."})
+    extensions: tuple[str, ...] = field(default=SUPPORTED_EXTENSIONS, metadata={"help": "File types to read."})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.chunk_size is not None and self.chunk_size < 16:
+            raise ConfigError(f"chunk_size must be at least 16 tokens, got {self.chunk_size}")
+        if self.chunk_overlap is not None and self.chunk_size is not None and not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(f"chunk_overlap must be in [0, chunk_size), got {self.chunk_overlap}")
+
+
+@dataclass
+class IngestReport:
+    """What one run did."""
+
+    files_seen: int = 0
+    files_indexed: int = 0  # new or changed files read this run
+    files_unchanged: int = 0
+    files_removed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    chunks_added: int = 0
+    chunks_updated: int = 0
+    chunks_removed: int = 0
+    chunks_unchanged: int = 0
+    chunks_embedded: int = 0  # texts that went through the model
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        return out
+
+
+class Progress(Protocol):
+    """What the CLI's progress bar implements; the library never prints."""
+
+    def start(self, phase: str, total: int) -> None: ...
+    def advance(self, phase: str, n: int = 1) -> None: ...
+
+
+class _NoProgress:
+    def start(self, phase: str, total: int) -> None:
+        pass
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        pass
+
+
+# -- pure steps -------------------------------------------------------------------------
+def default_chunk_size(max_input_tokens: int) -> int:
+    """Half the encoder's input window (room for the prompt), between 64 and 512 tokens."""
+    return max(64, min(512, max_input_tokens // 2))
+
+
+def scan_folder(root: Path, extensions: Sequence[str]) -> list[Path]:
+    """Supported files under ``root`` (recursive, sorted), skipping hidden files and folders."""
+    wanted = {e.lower() for e in extensions}
+    found = []
+    for path in Path(root).rglob("*"):
+        parts = path.relative_to(root).parts
+        if any(p.startswith(".") for p in parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in wanted:
+            found.append(path)
+    return sorted(found)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Plan:
+    """Which files to read, which are unchanged and which disappeared."""
+
+    to_read: list[str]
+    unchanged: list[str]
+    deleted: list[str]
+
+
+def plan_changes(current: dict[str, str], stored: dict[str, str], root: str) -> Plan:
+    """Compare {path: hash} on disk with the index's record of files under ``root``."""
+    prefix = root.rstrip("/") + "/"
+    to_read = [p for p, h in current.items() if stored.get(p) != h]
+    unchanged = [p for p, h in current.items() if stored.get(p) == h]
+    deleted = [p for p in stored if (p.startswith(prefix) or p == root) and p not in current]
+    return Plan(sorted(to_read), sorted(unchanged), sorted(deleted))
+
+
+def make_chunks(source: str, text: str, splitter: Any) -> list[Chunk]:
+    """Split one document; chunk ids are ``source#position``."""
+    pieces = [p for p in splitter.split_text(text) if p.strip()] if text.strip() else []
+    name = Path(source)
+    return [
+        Chunk(id=f"{source}#{i}", text=piece, source=source, position=i,
+              metadata={"file_name": name.name, "extension": name.suffix.lower(), "position": i})
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def build_splitter(encoder: Any, config: IngestConfig) -> Any:
+    """LlamaIndex's SentenceSplitter counting tokens with the encoder's own tokenizer."""
+    from llama_index.core.node_parser import SentenceSplitter
+
+    max_input = getattr(getattr(encoder, "config", None), "max_input_tokens", 512)
+    size = config.chunk_size or default_chunk_size(max_input)
+    overlap = config.chunk_overlap if config.chunk_overlap is not None else size // 8
+    if overlap >= size:
+        raise ConfigError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
+    tokenizer = getattr(getattr(encoder, "backbone", None), "tokenizer", None)
+    count: Callable[[str], list] | None = (lambda t: tokenizer.encode(t, add_special_tokens=False)) if tokenizer else None
+    return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count)
+
+
+# -- the stateful run -------------------------------------------------------------------
+class Indexer:
+    """Bring an index up to date with a folder, embedding only new or changed chunks."""
+
+    def __init__(self, index: GraceIndex, encoder: Any, config: IngestConfig | None = None,
+                 progress: Progress | None = None) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.config = config or IngestConfig()
+        self.progress = progress or _NoProgress()
+        self.splitter = build_splitter(encoder, self.config)
+
+    def run(self, root: Path) -> IngestReport:
+        started, report = time.perf_counter(), IngestReport()
+        root = Path(root).resolve()
+        files = self._scan(root)
+        current = {}
+        for path in files:
+            try:
+                current[path.as_posix()] = file_digest(path)
+            except OSError as exc:
+                self._skip(report, path.as_posix(), exc)
+        report.files_seen = len(files)
+        plan = plan_changes(current, self.index.store.file_hashes(), root.as_posix())
+        report.files_unchanged = len(plan.unchanged)
+        for path in plan.deleted:
+            report.chunks_removed += self._forget(path)
+        report.files_removed = len(plan.deleted)
+        documents = self._read(plan.to_read, report)
+        self._embed_missing(documents, report)
+        for source, chunks in documents.items():
+            removed = self.index.store.finish_file(source, current[source], [c.id for c in chunks])
+            self.index.remove_vectors(removed)
+            report.chunks_removed += len(removed)
+        self.index.save()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _scan(self, root: Path) -> list[Path]:
+        if not root.exists():
+            raise DataError(f"{root} does not exist; pass a folder (or file) to index")
+        files = [root] if root.is_file() else scan_folder(root, self.config.extensions)
+        if not files:
+            kinds = " ".join(self.config.extensions)
+            raise DataError(f"no files to index under {root} (looked for {kinds}, recursively)")
+        return files
+
+    def _forget(self, path: str) -> int:
+        removed = self.index.store.forget_file(path)
+        self.index.remove_vectors(removed)
+        return len(removed)
+
+    def _read(self, paths: list[str], report: IngestReport) -> dict[str, list[Chunk]]:
+        self.progress.start("reading", len(paths))
+        documents = {}
+        for path in paths:
+            try:
+                documents[path] = make_chunks(path, read_text(Path(path)), self.splitter)
+            except Exception as exc:  # any reader failure skips the file, never the run
+                self._skip(report, path, exc.__cause__ or exc)
+            self.progress.advance("reading")
+        report.files_indexed = len(documents)
+        return documents
+
+    def _skip(self, report: IngestReport, path: str, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        logger.warning("skipping %s (%s)", path, reason)
+        report.skipped.append((path, reason))
+
+    def _embed_missing(self, documents: dict[str, list[Chunk]], report: IngestReport) -> None:
+        chunks = [c for cs in documents.values() for c in cs]
+        stored = self.index.store.stored_hashes([c.id for c in chunks])
+        todo = [c for c in chunks if stored.get(c.id) != c.content_hash]
+        report.chunks_unchanged = len(chunks) - len(todo)
+        report.chunks_updated = sum(1 for c in todo if c.id in stored)
+        report.chunks_added = len(todo) - report.chunks_updated
+        self.progress.start("embedding", len(todo))
+        for start in range(0, len(todo), self.config.batch_size):
+            batch = todo[start : start + self.config.batch_size]
+            vectors = self._vectors(batch, report)
+            self.index.upsert(batch, vectors)  # one committed transaction per batch
+            self.progress.advance("embedding", len(batch))
+
+    def _vectors(self, batch: list[Chunk], report: IngestReport) -> np.ndarray:
+        """Vectors for a batch, reusing those of identical texts already in the store."""
+        known = self.index.store.embedded([c.content_hash for c in batch])
+        missing = [c for c in batch if c.content_hash not in known]
+        if missing:
+            texts = list(dict.fromkeys(c.text for c in missing))
+            encoding = self.encoder.encode(texts, role="document")
+            report.chunks_embedded += len(texts)
+            for text, vector, rationale in zip(texts, encoding.vectors, encoding.rationales):
+                known[content_hash(text)] = (vector, rationale)
+        for chunk in batch:
+            chunk.rationale = known[chunk.content_hash][1]
+        return np.stack([known[c.content_hash][0] for c in batch])

@@ -1,0 +1,121 @@
+"""manifest.json: what an index directory holds, read and written atomically as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.factory import SearchParams
+from grace_rag.indexes.records import EncoderInfo
+
+FORMAT = "grace-rag-index"
+FORMAT_VERSION = 1
+AUTO = "auto"
+
+
+@dataclass
+class Manifest:
+    """The human-readable description of an index; chunks.sqlite stays the source of truth."""
+
+    encoder: EncoderInfo
+    factory_request: str = AUTO  # "auto" or a forced FAISS factory string
+    factory: str = "Flat"  # the factory string of the current index.faiss
+    search: SearchParams = field(default_factory=SearchParams)
+    metric: str = "inner_product"
+    faiss_revision: int = -1  # chunk-store revision that index.faiss reflects
+    faiss_bytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "encoder": self.encoder.to_dict(),
+            "dimension": self.encoder.dimension,
+            "metric": self.metric,
+            "factory_request": self.factory_request,
+            "factory": self.factory,
+            "search": self.search.to_dict(),
+            "faiss_revision": self.faiss_revision,
+            "faiss_bytes": self.faiss_bytes,
+            "counts": self.counts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> "Manifest":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise GraceIndexError(f"{path} is not a grace-rag manifest (no \"format\": \"{FORMAT}\")")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise GraceIndexError(
+                f"{path} has index format version {data.get('format_version')!r}; this grace-rag reads "
+                f"version {FORMAT_VERSION}: re-index with this version"
+            )
+        try:
+            return cls(
+                encoder=EncoderInfo.from_dict(data["encoder"]),
+                factory_request=str(data["factory_request"]),
+                factory=str(data["factory"]),
+                search=SearchParams.from_dict(data.get("search", {})),
+                metric=str(data.get("metric", "inner_product")),
+                faiss_revision=int(data.get("faiss_revision", -1)),
+                faiss_bytes=int(data.get("faiss_bytes", 0)),
+                counts={k: int(v) for k, v in data.get("counts", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GraceIndexError(f"{path} is missing or has a malformed field ({exc}); re-index") from None
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Parse manifest.json, with one clear error for a missing or corrupted file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GraceIndexError(
+            f"{path.parent} is not a grace-rag index (no manifest.json); build one with `grace-rag index PATH --index {path.parent}`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraceIndexError(f"cannot read {path} ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraceIndexError(f"{path} is corrupted (invalid JSON: {exc}); delete the index directory and re-index") from None
+    return Manifest.from_dict(data, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(path: Path) -> None:
+    """fsync a directory so a rename in it survives a power loss (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    atomic_write_bytes(path, (json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -1,0 +1,283 @@
+"""SQLite chunk store: the source of truth of an index (texts, metadata, rationales, vectors)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.records import Chunk, Hit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL DEFAULT '',
+    position INTEGER NOT NULL DEFAULT 0,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    content_hash TEXT NOT NULL,
+    rationale TEXT NOT NULL DEFAULT '',
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(content_hash);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    indexed_at REAL NOT NULL
+);
+"""
+HIT_COLUMNS = "fid, id, text, source, position, metadata, rationale"
+
+
+def _vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _where_clause(where: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL for a metadata filter: every key must equal its value (or be one of a list)."""
+    parts, params = [], []
+    for key, value in where.items():
+        path = '$."' + str(key).replace('"', "") + '"'
+        if isinstance(value, (list, tuple, set)):
+            values = list(value)
+            parts.append(f"json_extract(metadata, ?) IN ({','.join('?' * len(values))})")
+            params.extend([path, *values])
+        else:
+            parts.append("json_extract(metadata, ?) = ?")
+            params.extend([path, value])
+    return " AND ".join(parts) or "1", params
+
+
+class ChunkStore:
+    """One SQLite file holding every chunk; each write is one transaction and bumps ``revision``."""
+
+    def __init__(self, path: Path, dimension: int) -> None:
+        self.path = Path(path)
+        self.dimension = dimension
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None)
+            self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            raise GraceIndexError(
+                f"{self.path} is not a readable SQLite chunk store ({exc}); "
+                "delete the index directory and re-index"
+            ) from None
+
+    # -- meta -------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._query("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction():
+            self._set_meta(values)
+            self._bump()
+
+    @property
+    def revision(self) -> int:
+        return int(self.get_meta("revision", "0") or 0)
+
+    # -- writes -----------------------------------------------------------------------
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, *, replace: bool = True) -> tuple[list[int], list[int]]:
+        """Insert or replace chunks by id; return (fids whose old vector is gone, fids written)."""
+        replaced, written = [], []
+        with self._transaction():
+            for chunk, vector in zip(chunks, vectors, strict=True):
+                old = self._db.execute("SELECT fid FROM chunks WHERE id = ?", (chunk.id,)).fetchone()
+                if old and not replace:
+                    raise GraceIndexError(f"chunk id {chunk.id!r} already exists; use upsert to replace it")
+                row = (chunk.source, chunk.position, chunk.text, json.dumps(chunk.metadata, sort_keys=True),
+                       chunk.content_hash, chunk.rationale, _vector_blob(vector))
+                if old:
+                    self._db.execute(
+                        "UPDATE chunks SET source=?, position=?, text=?, metadata=?, content_hash=?, "
+                        "rationale=?, vector=? WHERE fid=?", (*row, old[0]))
+                    replaced.append(old[0])
+                    written.append(old[0])
+                else:
+                    cur = self._db.execute(
+                        "INSERT INTO chunks (source, position, text, metadata, content_hash, rationale, vector, id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row, chunk.id))
+                    written.append(int(cur.lastrowid))
+            self._bump()
+        return replaced, written
+
+    def delete(self, ids: Iterable[str]) -> list[int]:
+        """Delete chunks by id; return the FAISS ids removed."""
+        ids = list(ids)
+        removed = []
+        with self._transaction():
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                removed += [r[0] for r in self._db.execute(f"SELECT fid FROM chunks WHERE id IN ({marks})", part)]
+                self._db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+            self._bump()
+        return removed
+
+    def finish_file(self, path: str, file_hash: str, keep_ids: Sequence[str]) -> list[int]:
+        """Record a fully indexed file and drop its chunks that are no longer produced."""
+        stale = [i for i in self.ids_for_source(path) if i not in set(keep_ids)]
+        removed = self.delete(stale) if stale else []
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                             (path, file_hash, len(keep_ids), time.time()))
+            self._bump()
+        return removed
+
+    def forget_file(self, path: str) -> list[int]:
+        """Remove a deleted file and all its chunks; return the FAISS ids removed."""
+        removed = self.delete(self.ids_for_source(path))
+        with self._transaction():
+            self._db.execute("DELETE FROM files WHERE path = ?", (path,))
+            self._bump()
+        return removed
+
+    # -- reads ------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def file_hashes(self) -> dict[str, str]:
+        return dict(self._query("SELECT path, hash FROM files").fetchall())
+
+    def ids_for_source(self, source: str) -> list[str]:
+        return [r[0] for r in self._query("SELECT id FROM chunks WHERE source = ? ORDER BY position", (source,))]
+
+    def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """id -> content hash for the given ids that exist."""
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            sql = f"SELECT id, content_hash FROM chunks WHERE id IN ({','.join('?' * len(part))})"
+            out.update(self._query(sql, part).fetchall())
+        return out
+
+    def embedded(self, hashes: Sequence[str]) -> dict[str, tuple[np.ndarray, str]]:
+        """content hash -> (vector, rationale) for texts already embedded under any id."""
+        out: dict[str, tuple[np.ndarray, str]] = {}
+        for start in range(0, len(hashes), 500):
+            part = list(hashes[start : start + 500])
+            sql = f"SELECT content_hash, vector, rationale FROM chunks WHERE content_hash IN ({','.join('?' * len(part))})"
+            for h, blob, rationale in self._query(sql, part):
+                out[h] = (self._vector(blob), rationale)
+        return out
+
+    def iter_vectors(self, block: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(fids, vectors) blocks in fid order, for rebuilding the FAISS index."""
+        last = -1
+        while True:
+            rows = self._query("SELECT fid, vector FROM chunks WHERE fid > ? ORDER BY fid LIMIT ?", (last, block)).fetchall()
+            if not rows:
+                return
+            fids = np.array([r[0] for r in rows], dtype=np.int64)
+            yield fids, np.stack([self._vector(r[1]) for r in rows])
+            last = int(fids[-1])
+
+    def matching(self, where: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(fids, vectors) of the chunks whose metadata matches ``where``."""
+        clause, params = _where_clause(where)
+        rows = self._query(f"SELECT fid, vector FROM chunks WHERE {clause}", params).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dimension), dtype=np.float32)
+        return np.array([r[0] for r in rows], dtype=np.int64), np.stack([self._vector(r[1]) for r in rows])
+
+    def matching_fids(self, where: dict[str, Any]) -> np.ndarray:
+        clause, params = _where_clause(where)
+        return np.array([r[0] for r in self._query(f"SELECT fid FROM chunks WHERE {clause}", params)], dtype=np.int64)
+
+    def sample_vectors(self, limit: int) -> np.ndarray:
+        """About ``limit`` vectors spread evenly over the store (deterministic), for training."""
+        step = max(1, self.count() // max(limit, 1))
+        rows = self._query("SELECT vector FROM chunks WHERE fid % ? = 0 LIMIT ?", (step, limit)).fetchall()
+        return np.stack([self._vector(r[0]) for r in rows]) if rows else np.zeros((0, self.dimension), np.float32)
+
+    def count_matching(self, where: dict[str, Any]) -> int:
+        clause, params = _where_clause(where)
+        return int(self._query(f"SELECT COUNT(*) FROM chunks WHERE {clause}", params).fetchone()[0])
+
+    def hits(self, fids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
+        """The stored chunks for FAISS ids, in the given order (ids no longer stored are skipped)."""
+        if not len(fids):
+            return []
+        marks = ",".join("?" * len(fids))
+        rows = {r[0]: r for r in self._query(f"SELECT {HIT_COLUMNS} FROM chunks WHERE fid IN ({marks})", [int(f) for f in fids])}
+        return [
+            Hit(id=r[1], score=float(s), text=r[2], source=r[3], position=r[4], metadata=json.loads(r[5]), rationale=r[6])
+            for f, s in zip(fids, scores) if (r := rows.get(int(f))) is not None
+        ]
+
+    def get(self, ids: Sequence[str]) -> list[Hit]:
+        """Stored chunks by id (score 0), in the given order."""
+        marks = ",".join("?" * len(ids))
+        rows = self._query(f"SELECT fid FROM chunks WHERE id IN ({marks})", list(ids)).fetchall()
+        by_id = {h.id: h for h in self.hits([r[0] for r in rows], [0.0] * len(rows))}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- internals --------------------------------------------------------------------
+    def _vector(self, blob: bytes) -> np.ndarray:
+        vector = np.frombuffer(blob, dtype=np.float32)
+        if vector.shape[0] != self.dimension:
+            raise GraceIndexError(
+                f"{self.path} holds a vector of dimension {vector.shape[0]}, expected {self.dimension}; "
+                "the chunk store is corrupted: delete the index directory and re-index"
+            )
+        return vector
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise GraceIndexError(
+                f"cannot read the chunk store {self.path} ({exc}); delete the index directory and re-index"
+            ) from None
+
+    def _set_meta(self, values: dict[str, str]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
+    def _bump(self) -> None:
+        self._db.execute(
+            "INSERT INTO meta VALUES ('revision', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._db, self.path)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; SQLite errors become GraceIndexError."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db, self._path = db, path
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise GraceIndexError(f"cannot write the chunk store {self._path} ({exc})") from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as err:
+                raise GraceIndexError(f"cannot write the chunk store {self._path} ({err})") from None
+            return False
+        self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise GraceIndexError(f"cannot write the chunk store {self._path} ({exc})") from None
+        return False

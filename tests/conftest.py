@@ -1,0 +1,46 @@
+"""Shared fixtures: an isolated GRACE_RAG_HOME per test, the real embedded model once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+#: persistent home for the one-time GGUF conversion of the embedded model (gitignored)
+MODEL_HOME = Path(os.environ.get("GRACE_RAG_TEST_HOME", REPO / ".test-home"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "grace-home"
+    monkeypatch.setenv("GRACE_RAG_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def real_backbone():
+    """The embedded SmolLM2-135M-Instruct, converted once into MODEL_HOME and loaded once."""
+    from grace_rag.models import DEFAULT_MODEL, load_backbone
+
+    old = os.environ.get("GRACE_RAG_HOME")
+    os.environ["GRACE_RAG_HOME"] = str(MODEL_HOME)
+    try:
+        return load_backbone(DEFAULT_MODEL, device="cpu")
+    finally:
+        if old is None:
+            os.environ.pop("GRACE_RAG_HOME", None)
+        else:
+            os.environ["GRACE_RAG_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def real_encoder(real_backbone):
+    """A GraceEncoder on the real model: 16 rationale tokens, no cache (tests share the model)."""
+    from grace_rag import EncoderConfig
+    from grace_rag.encoder import GraceEncoder
+
+    return GraceEncoder.from_backbone(real_backbone, EncoderConfig(max_rationale_tokens=16, cache=False))

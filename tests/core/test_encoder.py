@@ -1,0 +1,100 @@
+"""GraceEncoder behaviour on a tiny random model: shapes, bad input, cache, fingerprint."""
+
+import numpy as np
+import pytest
+
+from grace_rag import EncoderConfig
+from grace_rag.cache import RationaleCache
+from grace_rag.errors import ConfigError
+from grace_rag.testing import tiny_backbone, tiny_encoder
+from grace_rag.encoder import GraceEncoder
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return tiny_encoder()
+
+
+def test_shapes_dtype_and_unit_norm(enc):
+    out = enc.encode_documents(["one text", "another, longer text about rivers"])
+    assert out.shape == (2, enc.dimension) and out.dtype == np.float32
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert enc.encode_queries([]).shape == (0, enc.dimension)
+
+
+def test_blank_texts_give_zero_vector_and_empty_rationale(enc):
+    e = enc.encode(["", "   \n\t", "real text"])
+    assert np.all(e.vectors[:2] == 0) and e.rationales[:2] == ["", ""]
+    assert np.linalg.norm(e.vectors[2]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_non_string_names_its_position(enc):
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        enc.encode_documents(["ok", 3])
+    with pytest.raises(TypeError, match="single str"):
+        enc.encode_documents("not a list")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "listed"),
+    [({"pooling": "avg"}, "mean, last, max"), ({"layer": "first"}, "last, penultimate"), ({"batch_size": 0}, "at least 1")],
+)
+def test_bad_config_lists_valid_values(kwargs, listed):
+    with pytest.raises(ConfigError, match=listed):
+        EncoderConfig(**kwargs)
+
+
+def test_bad_device_lists_valid_values():
+    with pytest.raises(ConfigError, match="auto, cpu, cuda, cuda:N, mps"):
+        GraceEncoder.from_backbone(tiny_backbone(), EncoderConfig(cache=False)).__class__(device="tpu")
+
+
+def test_bad_role_is_a_config_error(enc):
+    with pytest.raises(ConfigError, match="query, document"):
+        enc.encode(["x"], role="passage")
+
+
+def test_cache_hit_runs_no_model(tmp_path):
+    cache = RationaleCache(tmp_path / "c.sqlite")
+    enc = tiny_encoder(EncoderConfig(max_rationale_tokens=3), cache=cache)
+    first = enc.encode(["alpha beta", "gamma"])
+    calls = []
+    enc.backbone.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    again = enc.encode(["gamma", "alpha beta"])
+    assert calls == []
+    assert np.array_equal(again.vectors, first.vectors[::-1]) and again.rationales == first.rationales[::-1]
+    assert cache.count() == 2
+
+
+def test_cache_is_keyed_by_role_and_fingerprint(tmp_path):
+    cache = RationaleCache(tmp_path / "c.sqlite")
+    enc = tiny_encoder(EncoderConfig(max_rationale_tokens=2), cache=cache)
+    enc.encode_queries(["x"])
+    enc.encode_documents(["x"])
+    other = tiny_encoder(EncoderConfig(max_rationale_tokens=3), cache=cache)
+    other.encode_documents(["x"])
+    assert cache.count() == 3
+
+
+def test_fingerprint_is_stable_and_covers_settings():
+    a = tiny_encoder(EncoderConfig(max_rationale_tokens=4, cache=False))
+    b = tiny_encoder(EncoderConfig(max_rationale_tokens=4, cache=False, batch_size=3))
+    c = tiny_encoder(EncoderConfig(max_rationale_tokens=4, cache=False, pooling="max"))
+    d = tiny_encoder(EncoderConfig(max_rationale_tokens=4, cache=False), seed=5)
+    assert a.fingerprint == b.fingerprint  # batch size does not change vectors
+    assert len({a.fingerprint, c.fingerprint, d.fingerprint}) == 3
+
+
+def test_duplicates_are_computed_once(enc):
+    calls = []
+    handle = enc.backbone.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        out = enc.encode_documents(["same", "same"])
+    finally:
+        handle.remove()
+    assert np.array_equal(out[0], out[1])
+    assert len(calls) == 1 + enc.config.max_rationale_tokens  # one batch of one prompt: prefill + steps
+
+
+def test_explain_returns_rationales(enc):
+    assert len(enc.explain(["a", "b"])) == 2

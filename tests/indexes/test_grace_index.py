@@ -1,0 +1,233 @@
+"""GraceIndex round trips, index types, filters, the fingerprint guard and damaged files."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import grace_rag.indexes.factory as factory_module
+import grace_rag.indexes.grace_index as grace_index_module
+from grace_rag.errors import GraceIndexError
+from grace_rag.indexes import Chunk, EncoderInfo, GraceIndex
+from grace_rag.indexes.grace_index import INDEX_FILE, MANIFEST_FILE, STORE_FILE
+
+FACTORIES = ["Flat", "HNSW32", "IVF4,Flat"]
+DIM = 16
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def chunks(n: int, prefix: str = "c") -> list[Chunk]:
+    return [Chunk(id=f"{prefix}{i}", text=f"text number {i}", source=f"doc{i % 3}.txt", position=i,
+                  metadata={"lang": "en" if i % 2 else "fr", "year": 2000 + i % 5}) for i in range(n)]
+
+
+def filled(path: Path, info: EncoderInfo, factory: str = "auto", n: int = 200) -> tuple[GraceIndex, np.ndarray]:
+    index = GraceIndex.create(path, info, factory=factory)
+    vectors = unit_vectors(n)
+    index.add(chunks(n), vectors)
+    index.save()
+    return index, vectors
+
+
+def ids(hits) -> list[str]:
+    return [h.id for h in hits]
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_a_vector_finds_itself_and_reload_returns_the_same_hits(tmp_path, info, factory):
+    index, vectors = filled(tmp_path / "ix", info, factory)
+    before = [ids(index.search(vectors[i], k=5)) for i in range(0, 200, 20)]
+    assert all(hits[0] == f"c{i}" for hits, i in zip(before, range(0, 200, 20)))
+    index.close()
+    reopened = GraceIndex.open(tmp_path / "ix", encoder=info)
+    assert reopened.manifest.factory == factory
+    assert [ids(reopened.search(vectors[i], k=5)) for i in range(0, 200, 20)] == before
+    hit = reopened.search(vectors[7], k=1)[0]
+    assert (hit.text, hit.source, hit.position, hit.metadata) == ("text number 7", "doc1.txt", 7, {"lang": "en", "year": 2002})
+    assert hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_upsert_replaces_and_delete_removes_for_every_index_type(tmp_path, info, factory):
+    index, vectors = filled(tmp_path / "ix", info, factory)
+    new = unit_vectors(1, seed=99)[0]
+    index.upsert([Chunk(id="c5", text="replaced text")], new[None, :])
+    assert index.search(new, k=1)[0].id == "c5" and index.search(new, k=1)[0].text == "replaced text"
+    assert "c5" not in ids(index.search(vectors[5], k=3))  # the old vector is gone
+    assert index.delete(["c9", "c10", "missing"]) == 2
+    assert "c9" not in ids(index.search(vectors[9], k=10))
+    assert len(index) == 198
+    index.save()
+    index.close()
+    reopened = GraceIndex.open(tmp_path / "ix")
+    assert len(reopened) == 198 and reopened.search(new, k=1)[0].id == "c5"
+    assert "c10" not in ids(reopened.search(vectors[10], k=10))
+
+
+def test_adding_an_existing_id_is_an_error_and_changes_nothing(tmp_path, info):
+    index, _ = filled(tmp_path / "ix", info, n=10)
+    with pytest.raises(GraceIndexError, match="'c3' already exists"):
+        index.add([Chunk(id="c3", text="again")], unit_vectors(1, seed=5))
+    assert len(index) == 10 and index.get(["c3"])[0].text == "text number 3"
+
+
+def test_wrong_dimension_is_an_error(tmp_path, info):
+    index = GraceIndex.create(tmp_path / "ix", info)
+    with pytest.raises(GraceIndexError, match="dimension 8, the index expects 16"):
+        index.add([Chunk(id="a", text="a")], np.ones((1, 8), np.float32))
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("exact_max", [0, 10_000])  # 0 forces the FAISS IDSelector path
+def test_metadata_filter_returns_only_matching_chunks_best_first(tmp_path, info, monkeypatch, factory, exact_max):
+    monkeypatch.setattr(grace_index_module, "FILTER_EXACT_MAX", exact_max)
+    index, vectors = filled(tmp_path / "ix", info, factory)
+    hits = index.search(vectors[3], k=5, where={"lang": "en"})
+    assert hits[0].id == "c3"
+    assert all(h.metadata["lang"] == "en" for h in hits) and len(hits) == 5
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    hits = index.search(vectors[4], k=50, where={"lang": "fr", "year": [2000, 2004]})
+    assert hits[0].id == "c4"
+    assert {(h.metadata["lang"], h.metadata["year"]) for h in hits} <= {("fr", 2000), ("fr", 2004)}
+    assert index.search(vectors[0], k=5, where={"lang": "de"}) == []
+
+
+def test_filtered_search_agrees_with_brute_force(tmp_path, info):
+    index, vectors = filled(tmp_path / "ix", info, "Flat")
+    query = unit_vectors(1, seed=7)[0]
+    mask = np.array([i % 2 == 1 for i in range(200)])
+    expected = [f"c{i}" for i in np.argsort(-(vectors @ query))[:200] if mask[i]][:10]
+    assert ids(index.search(query, k=10, where={"lang": "en"})) == expected
+
+
+def test_fingerprint_guard_names_both_models(tmp_path, info):
+    filled(tmp_path / "ix", info, n=5)[0].close()
+    other = EncoderInfo(model_name="other-model", fingerprint="0" * 32, dimension=DIM)
+    with pytest.raises(GraceIndexError) as err:
+        GraceIndex.open(tmp_path / "ix", encoder=other)
+    assert "fake-model" in str(err.value) and "other-model" in str(err.value)
+
+
+def test_automatic_type_follows_the_corpus_as_it_grows(tmp_path, info, monkeypatch):
+    monkeypatch.setattr(factory_module, "EXACT_MAX", 50)
+    index = GraceIndex.create(tmp_path / "ix", info)
+    index.add(chunks(40), unit_vectors(40))
+    index.save()
+    assert index.manifest.factory == "Flat"
+    vectors = unit_vectors(100, seed=3)
+    index.add(chunks(100, prefix="d"), vectors)
+    index.save()
+    assert index.manifest.factory == "HNSW32"
+    assert json.loads((tmp_path / "ix" / MANIFEST_FILE).read_text())["factory"] == "HNSW32"
+    assert index.search(vectors[42], k=1)[0].id == "d42"
+
+
+def test_missing_faiss_file_is_rebuilt_from_the_store(tmp_path, info):
+    index, vectors = filled(tmp_path / "ix", info, "HNSW32")
+    expected = ids(index.search(vectors[11], k=5))
+    index.close()
+    (tmp_path / "ix" / INDEX_FILE).unlink()
+    reopened = GraceIndex.open(tmp_path / "ix")
+    assert ids(reopened.search(vectors[11], k=5))[0] == expected[0] == "c11"
+    assert (tmp_path / "ix" / INDEX_FILE).exists()
+
+
+def test_changes_without_save_are_recovered_from_the_store(tmp_path, info):
+    index, vectors = filled(tmp_path / "ix", info, n=20)
+    extra = unit_vectors(1, seed=42)
+    index.add([Chunk(id="late", text="added after the last save")], extra)
+    index.delete(["c0"])
+    index.close()  # as if the process died here: index.faiss and manifest.json are stale
+    reopened = GraceIndex.open(tmp_path / "ix")
+    assert reopened.search(extra[0], k=1)[0].id == "late"
+    assert "c0" not in ids(reopened.search(vectors[0], k=20)) and len(reopened) == 20
+
+
+def test_corrupted_faiss_file_is_a_clear_error(tmp_path, info):
+    filled(tmp_path / "ix", info, n=20)[0].close()
+    path = tmp_path / "ix" / INDEX_FILE
+    path.write_bytes(b"\x00garbage" * (path.stat().st_size // 8))
+    with pytest.raises(GraceIndexError, match="index.faiss is corrupted.*delete it"):
+        GraceIndex.open(tmp_path / "ix")
+
+
+def test_truncated_faiss_file_is_a_clear_error(tmp_path, info):
+    filled(tmp_path / "ix", info, n=20)[0].close()
+    path = tmp_path / "ix" / INDEX_FILE
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(GraceIndexError, match="corrupted"):
+        GraceIndex.open(tmp_path / "ix")
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": "something-else"}', '{"format": "grace-rag-index", "format_version": 1}', ""])
+def test_corrupted_manifest_is_a_clear_error(tmp_path, info, content):
+    filled(tmp_path / "ix", info, n=5)[0].close()
+    (tmp_path / "ix" / MANIFEST_FILE).write_text(content)
+    with pytest.raises(GraceIndexError, match="manifest"):
+        GraceIndex.open(tmp_path / "ix")
+
+
+def test_corrupted_sqlite_is_a_clear_error(tmp_path, info):
+    filled(tmp_path / "ix", info, n=5)[0].close()
+    path = tmp_path / "ix" / STORE_FILE
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(GraceIndexError, match="chunks.sqlite"):
+        GraceIndex.open(tmp_path / "ix")
+
+
+def test_damaged_sqlite_pages_are_a_clear_error(tmp_path, info):
+    filled(tmp_path / "ix", info, n=300)[0].close()
+    path = tmp_path / "ix" / STORE_FILE
+    data = bytearray(path.read_bytes())
+    data[4096:len(data)] = b"\xff" * (len(data) - 4096)  # keep the header, destroy every other page
+    path.write_bytes(bytes(data))
+    with pytest.raises(GraceIndexError, match="chunks.sqlite"):
+        GraceIndex.open(tmp_path / "ix").search(unit_vectors(1)[0], k=3)
+
+
+def test_a_directory_that_is_not_an_index_is_refused(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("hello")
+    with pytest.raises(GraceIndexError, match="not a grace-rag index"):
+        GraceIndex.open(tmp_path / "notes")
+    with pytest.raises(GraceIndexError, match="no index at"):
+        GraceIndex.open(tmp_path / "missing")
+
+
+def test_a_manifest_from_another_index_is_refused(tmp_path, info):
+    filled(tmp_path / "a", info, n=5)[0].close()
+    other = EncoderInfo(model_name="other", fingerprint="1" * 32, dimension=DIM)
+    filled(tmp_path / "b", other, n=5)[0].close()
+    (tmp_path / "a" / MANIFEST_FILE).write_bytes((tmp_path / "b" / MANIFEST_FILE).read_bytes())
+    with pytest.raises(GraceIndexError, match="does not belong"):
+        GraceIndex.open(tmp_path / "a")
+
+
+def test_saving_leaves_no_temporary_files(tmp_path, info):
+    index, _ = filled(tmp_path / "ix", info, n=5)
+    index.save()
+    assert {p.name for p in (tmp_path / "ix").iterdir()} == {INDEX_FILE, STORE_FILE, MANIFEST_FILE}
+    sqlite3.connect(tmp_path / "ix" / STORE_FILE).execute("SELECT COUNT(*) FROM chunks").fetchone()
+
+
+def test_info_reports_model_counts_and_sizes(tmp_path, info):
+    index, _ = filled(tmp_path / "ix", info, n=12)
+    facts = index.info()
+    assert facts["model"] == "fake-model" and facts["fingerprint"] == "f" * 32
+    assert facts["chunks"] == 12 and facts["factory"] == "Flat" and facts["dimension"] == DIM
+    assert set(facts["sizes_bytes"]) == {INDEX_FILE, STORE_FILE, MANIFEST_FILE}
+    assert facts["total_bytes"] == sum(facts["sizes_bytes"].values()) > 0
+
+
+def test_no_pickle_or_eval_on_the_load_path():
+    import grace_rag.indexes as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        source = path.read_text()
+        assert "pickle" not in source and "eval(" not in source, path.name

@@ -1,0 +1,216 @@
+"""The one configuration object of the GRACE trainer, its choices, and TOML/YAML loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from grace_rag.errors import ConfigError, choice_error
+
+from .estimators import ESTIMATORS, Estimator
+
+
+class Mode(str, enum.Enum):
+    """What the training data is: triplets (q, d+, d-) or a plain corpus."""
+
+    SUPERVISED = "supervised"
+    UNSUPERVISED = "unsupervised"
+
+
+class Objective(str, enum.Enum):
+    """What is optimised: GRACE policy loss, the InfoNCE baseline, or their sum."""
+
+    GRACE = "grace"
+    CONTRASTIVE = "contrastive"
+    BOTH = "both"
+
+
+class RewardVariant(str, enum.Enum):
+    """``paper``: rewards as in GRACE. ``per_rollout``: negative and hard terms vary per rollout."""
+
+    PAPER = "paper"
+    PER_ROLLOUT = "per_rollout"
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with a default and a one-line help (shared with the CLI)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the trainer. Defaults follow the authors' code (method.md §2)."""
+
+    mode: Mode = _f(Mode.SUPERVISED, "supervised (triplets) or unsupervised (plain corpus)")
+    objective: Objective = _f(Objective.GRACE, "grace (policy loss), contrastive (InfoNCE baseline) or both")
+    model: str | None = _f(None, "base model name or directory (None: the encoder's default model)")
+    rollouts: int = _f(8, "K: sampled rationales per positive (or per text, unsupervised)")
+    batch_size: int = _f(64, "B: triplets (or texts) per optimiser step")
+    tau: float = _f(0.1, "temperature dividing the total reward")
+    lambda_consistency: float = _f(0.2, "lambda1: weight of the consistency reward")
+    lambda_hard: float = _f(0.2, "lambda2: weight of the in-batch hard-negative reward")
+    reward_variant: RewardVariant = _f(RewardVariant.PAPER, "paper, or per_rollout (negative/hard terms vary per rollout)")
+    rollout_temperature: float = _f(1.0, "sampling temperature of the K rollouts")
+    single_temperature: float = _f(0.5, "sampling temperature of the single query/negative/anchor rationale")
+    max_rationale_tokens: int = _f(256, "maximum generated rationale tokens")
+    max_input_tokens: int = _f(512, "maximum tokens of the input text inside the prompt")
+    length_penalty: float | None = _f(-1.0, "reward of a rollout cut at the length limit without EOS (None: off)")
+    estimator: Estimator = _f(Estimator.GRPO, "RL estimator: grpo, dr_grpo, dapo, reinforce_pp, remax")
+    clip_eps: float = _f(0.2, "PPO clip epsilon (lower; also upper unless clip_eps_high is set)")
+    clip_eps_high: float | None = _f(None, "upper PPO clip epsilon (None: estimator default, 0.28 for dapo)")
+    dual_clip: float = _f(3.0, "dual-clip constant c bounding the loss of negative advantages")
+    kl_coef: float = _f(0.0, "coefficient of the KL penalty to the initial policy (paper: 0)")
+    track_kl: bool = _f(True, "compute KL to the initial policy every step as a metric")
+    infonce_tau: float = _f(0.05, "temperature of the InfoNCE contrastive loss")
+    contrastive_weight: float = _f(1.0, "weight of the InfoNCE loss in the 'both' objective")
+    learning_rate: float = _f(1e-6, "AdamW learning rate, constant (paper 1e-6 full; ~1e-4 suits LoRA)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    grad_clip: float = _f(1.0, "maximum global gradient norm (0: no clipping)")
+    steps: int | None = _f(None, "optimiser steps (None: run `epochs` passes over the data)")
+    epochs: int = _f(1, "passes over the data when `steps` is not set")
+    grad_accum: int = _f(1, "micro-batches per step; gradients accumulate (B must be divisible)")
+    lora: bool = _f(False, "train a LoRA adapter (peft) instead of all weights")
+    lora_rank: int = _f(16, "LoRA rank r")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    lora_dropout: float = _f(0.0, "LoRA dropout")
+    lora_target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj"], "module names LoRA adapts")
+    negatives_per_query: int = _f(1, "BM25 hard negatives per query when building triplets from BEIR")
+    mixed_precision: str = _f("auto", "accelerate mixed precision: auto, no, bf16 or fp16")
+    seed: int = _f(0, "random seed (data order, sampling, initialisation)")
+    output_dir: str | None = _f(None, "where the trained model directory is written")
+    save_every: int = _f(50, "checkpoint every N steps (0: only at the end)")
+    eval_every: int = _f(0, "evaluate every N steps when an eval set is given (0: before and after only)")
+    eval_split: str = _f("dev", "qrels split of the evaluation BEIR folder")
+    eval_queries: int = _f(50, "queries in the evaluation subset (their positives, BM25 distractors, random fill)")
+
+    def __post_init__(self) -> None:
+        self.mode = _enum(Mode, self.mode, "mode")
+        self.objective = _enum(Objective, self.objective, "objective")
+        self.estimator = _enum(Estimator, self.estimator, "estimator")
+        self.reward_variant = _enum(RewardVariant, self.reward_variant, "reward variant")
+        self._check()
+
+    def _check(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        uses_groups = self.objective != Objective.CONTRASTIVE
+        need(not uses_groups or self.rollouts >= 2,
+             f"rollouts must be >= 2 for the {self.objective.value} objective "
+             f"(a group of one has zero advantage), got {self.rollouts}")
+        need(self.tau > 0, f"tau must be > 0, got {self.tau}")
+        need(self.infonce_tau > 0, f"infonce_tau must be > 0, got {self.infonce_tau}")
+        need(self.rollout_temperature > 0,
+             f"rollout_temperature must be > 0 (rollouts are sampled), got {self.rollout_temperature}")
+        need(self.single_temperature >= 0, f"single_temperature must be >= 0, got {self.single_temperature}")
+        need(self.max_rationale_tokens >= 1, f"max_rationale_tokens must be >= 1, got {self.max_rationale_tokens}")
+        need(self.max_input_tokens >= 1, f"max_input_tokens must be >= 1, got {self.max_input_tokens}")
+        need(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
+        need(self.clip_eps_high is None or self.clip_eps_high > 0,
+             f"clip_eps_high must be > 0, got {self.clip_eps_high}")
+        need(self.dual_clip > 1, f"dual_clip must be > 1, got {self.dual_clip}")
+        need(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+        need(not (self.estimator == Estimator.DAPO and self.kl_coef > 0),
+             "the dapo estimator uses no KL penalty; set kl_coef = 0 or choose another estimator")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.weight_decay >= 0 and self.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
+        need(self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
+             f"grad_accum ({self.grad_accum}) must be >= 1 and divide batch_size ({self.batch_size})")
+        need(self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")
+        need(not self.lora or bool(self.lora_target_modules), "lora_target_modules must not be empty")
+        need(self.negatives_per_query >= 1, f"negatives_per_query must be >= 1, got {self.negatives_per_query}")
+        valid_mp = ["auto", "no", "bf16", "fp16"]
+        if self.mixed_precision not in valid_mp:
+            raise choice_error("mixed precision", self.mixed_precision, valid_mp)
+        need(self.save_every >= 0 and self.eval_every >= 0, "save_every and eval_every must be >= 0")
+        need(self.eval_queries >= 1, f"eval_queries must be >= 1, got {self.eval_queries}")
+
+    @property
+    def upper_clip(self) -> float:
+        """The upper clip epsilon in force (estimator default when ``clip_eps_high`` is None)."""
+        if self.clip_eps_high is not None:
+            return self.clip_eps_high
+        return ESTIMATORS[self.estimator].clip_high or self.clip_eps
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings (enums as their string values)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.value if isinstance(v, enum.Enum) else v
+        return out
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (``None`` values are ignored), checked again."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """Build from a mapping; unknown keys are refused with the list of valid ones."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
+                              f"valid settings are: {', '.join(sorted(valid))}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def _enum(kind: type[enum.Enum], value: Any, what: str) -> Any:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(str(value).lower())
+    except ValueError:
+        raise choice_error(what, value, [m.value for m in kind]) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TrainConfig from a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON file.
+
+    A ``[train]`` table (or ``train:`` mapping) is used when present, else the top level.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: unknown format {suffix!r}; use .toml, .yaml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parser errors carry line numbers in their message
+        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
+    if isinstance(data.get("train"), dict):
+        data = data["train"]
+    return TrainConfig.from_dict(data, source=str(path))
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the config as JSON (used beside checkpoints and the output model)."""
+    Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,210 @@
+"""Training data: triplet JSONL, BEIR folders (BM25 hard negatives) and plain corpora, validated."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from grace_rag.errors import DataError
+
+log = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+@dataclass(frozen=True)
+class Triplet:
+    """A query, one relevant passage and one or more non-relevant passages."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...]
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; malformed JSON -> DataError."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    with handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def _text_field(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise DataError(f"{where}: missing field {key!r} (fields present: {', '.join(sorted(obj)) or 'none'})")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: field {key!r} is empty")
+    return value
+
+
+def _negatives(obj: dict[str, Any], where: str) -> tuple[str, ...]:
+    value = obj.get("negative", obj.get("negatives"))
+    if value is None:
+        raise DataError(f"{where}: missing field 'negative' (a string or a list of strings)")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise DataError(f"{where}: field 'negative' must be a string or a non-empty list of strings")
+    for n, item in enumerate(items):
+        if not isinstance(item, str) or not item.strip():
+            raise DataError(f"{where}: negative #{n + 1} must be a non-empty string")
+    return tuple(items)
+
+
+def load_triplets(path: str | Path) -> list[Triplet]:
+    """Read ``{"query", "positive", "negative"}`` JSONL; ``negative`` is a string or a list."""
+    path = Path(path)
+    triplets = []
+    for lineno, obj in _jsonl_records(path):
+        where = f"{path}:{lineno}"
+        triplets.append(Triplet(_text_field(obj, "query", where), _text_field(obj, "positive", where),
+                                _negatives(obj, where)))
+    if not triplets:
+        raise DataError(f"{path}: no triplets found (expected JSONL lines with query/positive/negative)")
+    log.info("loaded %d triplets from %s", len(triplets), path)
+    return triplets
+
+
+def _read_beir_corpus(path: Path) -> dict[str, str]:
+    corpus = {}
+    for lineno, obj in _jsonl_records(path):
+        where = f"{path}:{lineno}"
+        if "_id" not in obj:
+            raise DataError(f"{where}: missing field '_id'")
+        title = obj.get("title") or ""
+        text = obj.get("text")
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise DataError(f"{where}: fields 'title' and 'text' must be strings")
+        corpus[str(obj["_id"])] = f"{title} {text}".strip()
+    return corpus
+
+
+def _read_beir_queries(path: Path) -> dict[str, str]:
+    queries = {}
+    for lineno, obj in _jsonl_records(path):
+        where = f"{path}:{lineno}"
+        if "_id" not in obj:
+            raise DataError(f"{where}: missing field '_id'")
+        queries[str(obj["_id"])] = _text_field(obj, "text", where)
+    return queries
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """``query-id<TAB>corpus-id<TAB>score`` with an optional header -> {qid: {docid: score}}."""
+    if not path.is_file():
+        raise DataError(f"{path}: qrels file not found")
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        for lineno, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+            if not row or (lineno == 1 and row[0] == "query-id"):
+                continue
+            if len(row) < 3:
+                raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(row)}")
+            try:
+                score = int(float(row[2]))
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
+            qrels.setdefault(row[0], {})[row[1]] = score
+    return qrels
+
+
+def load_beir(folder: str | Path, split: str = "train") -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    """Read a BEIR folder: (corpus {id: "title text"}, queries {id: text}, qrels of ``split``)."""
+    folder = Path(folder)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        if not (folder / name).is_file():
+            raise DataError(f"{folder}: not a BEIR folder (missing {name}; expected corpus.jsonl, "
+                            f"queries.jsonl and qrels/<split>.tsv)")
+    corpus = _read_beir_corpus(folder / "corpus.jsonl")
+    queries = _read_beir_queries(folder / "queries.jsonl")
+    qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
+    return corpus, queries, qrels
+
+
+def beir_triplets(folder: str | Path, split: str = "train", negatives_per_query: int = 1) -> list[Triplet]:
+    """Triplets from a BEIR folder: each relevant (query, doc) pair with the top BM25 non-relevant docs."""
+    import bm25s
+
+    corpus, queries, qrels = load_beir(folder, split)
+    doc_ids = list(corpus)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([corpus[d] for d in doc_ids], stopwords="en", show_progress=False),
+                    show_progress=False)
+    qids = [q for q in qrels if q in queries and any(s > 0 for s in qrels[q].values())]
+    if not qids:
+        raise DataError(f"{folder}: no query of split {split!r} has a relevant document")
+    k = min(len(doc_ids), negatives_per_query + max(len(qrels[q]) for q in qids))
+    hits, _ = retriever.retrieve(bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False),
+                                 k=k, show_progress=False)
+    triplets = []
+    for row, qid in zip(hits, qids):
+        relevant = {d for d, s in qrels[qid].items() if s > 0}
+        negatives = tuple(corpus[doc_ids[j]] for j in row if doc_ids[j] not in relevant)[:negatives_per_query]
+        if not negatives:
+            continue
+        for doc in sorted(relevant):
+            if doc not in corpus:
+                raise DataError(f"{folder}: qrels of {split!r} name document {doc!r} absent from corpus.jsonl")
+            triplets.append(Triplet(queries[qid], corpus[doc], negatives))
+    log.info("built %d triplets with BM25 negatives from %s (%s)", len(triplets), folder, split)
+    return triplets
+
+
+def load_texts(path: str | Path) -> list[str]:
+    """Unsupervised corpus: a text file (one passage per line), JSONL with ``text``, a BEIR
+    folder (its corpus.jsonl), or a folder of .txt/.md/.jsonl files (one passage per file for
+    .txt/.md, one per line for .jsonl)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "corpus.jsonl").is_file():
+            return list(_read_beir_corpus(path / "corpus.jsonl").values())
+        texts: list[str] = []
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            if file.suffix.lower() == ".jsonl":
+                texts.extend(_jsonl_texts(file))
+            elif file.suffix.lower() in TEXT_SUFFIXES:
+                body = file.read_text(encoding="utf-8", errors="replace").strip()
+                if body:
+                    texts.append(body)
+    elif path.suffix.lower() == ".jsonl":
+        texts = _jsonl_texts(path)
+    elif path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            texts = [line.strip() for line in handle if line.strip()]
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    if not texts:
+        raise DataError(f"{path}: no non-empty passages found")
+    log.info("loaded %d passages from %s", len(texts), path)
+    return texts
+
+
+def _jsonl_texts(path: Path) -> list[str]:
+    return [_text_field(obj, "text", f"{path}:{n}") for n, obj in _jsonl_records(path)]
+
+
+def load_supervised(path: str | Path, negatives_per_query: int = 1) -> list[Triplet]:
+    """Triplets from a JSONL file, or built from a BEIR folder (train split, BM25 negatives)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return beir_triplets(path, "train", negatives_per_query)
+    return load_triplets(path)

@@ -1,0 +1,226 @@
+"""GraceTrainer: rollout → embeddings (no grad) → rewards → advantages → policy loss → step.
+
+Built from a TrainConfig and an already loaded Backbone (injected, so tests pass tiny ones).
+Objectives: GRACE's policy loss, the InfoNCE baseline over pooled embeddings, or both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from grace_rag.config import EncoderConfig, Role
+from grace_rag.generation import HFGenerator
+from grace_rag.models import Backbone
+from grace_rag.prompts import PromptBuilder
+from grace_rag.representation import PoolSpec
+
+from . import rewards as R
+from .config import Mode, Objective, RewardVariant, TrainConfig
+from .contrastive import info_nce
+from .estimators import ESTIMATORS, Aggregation, aggregate, kl_k3, policy_loss
+from .policy import ReferencePolicy, forward_sequences
+from .rollout import Rollout, Sampler, supervised_rollout, unsupervised_rollout
+
+log = logging.getLogger(__name__)
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _apply_lora(model: Any, config: TrainConfig) -> Any:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ImportError("LoRA training needs peft; install it with: pip install 'grace-rag[train]'") from None
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+class GraceTrainer:
+    """Holds the policy, optimiser and accelerator; ``step(batch)`` does one optimiser step."""
+
+    def __init__(self, config: TrainConfig, backbone: Backbone, encoder_config: EncoderConfig | None = None) -> None:
+        from accelerate import Accelerator
+
+        self.config = config
+        self.encoder_config = encoder_config or EncoderConfig(max_rationale_tokens=config.max_rationale_tokens,
+                                                              max_input_tokens=config.max_input_tokens, cache=False)
+        self.accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+                                       cpu=backbone.model.device.type == "cpu")
+        torch.manual_seed(config.seed)
+        self.backbone = backbone
+        model = backbone.model.float() if backbone.model.device.type == "cpu" else backbone.model
+        model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.policy = self.accelerator.unwrap_model(self.model)
+        tok = backbone.tokenizer
+        self.spec = PoolSpec(self.encoder_config.pooling, self.encoder_config.layer)
+        self.builders = {role: PromptBuilder(tok, self.encoder_config.instruction(role), config.max_input_tokens)
+                         for role in Role}
+        self.generator = HFGenerator(self.policy, tok, batch_size=max(1, config.batch_size * config.rollouts))
+        self.pad_id = self.generator.pad_id
+        self.sampler = Sampler(self.generator, self.policy, self.pad_id, self.spec, config.max_rationale_tokens)
+        track = config.track_kl or config.kl_coef > 0
+        self.reference = ReferencePolicy(self.policy, config.lora) if track else None
+        self.spec_rl = ESTIMATORS[config.estimator]
+        self._version = 0
+
+    def as_encoder(self) -> Any:
+        """The current policy as a GraceEncoder (greedy rationales, no cache), for evaluation."""
+        from grace_rag.encoder import GraceEncoder
+
+        self.policy.eval()
+        self._version += 1
+        backbone = Backbone(model=self.policy, tokenizer=self.backbone.tokenizer, name=self.backbone.name,
+                            weights_id=f"{self.backbone.weights_id}:training:{self._version}")
+        return GraceEncoder.from_backbone(backbone, self.encoder_config)
+
+    def merged_model(self) -> Any:
+        """The trained causal LM with any LoRA adapter merged in (ends training: merges in place)."""
+        self.policy.eval()
+        return self.policy.merge_and_unload() if self.config.lora else self.policy
+
+    # -- one step -------------------------------------------------------------------------
+    def step(self, batch: Sequence[Any], step: int) -> dict[str, float]:
+        """Rollout, rewards, losses and one optimiser step on ``batch``; returns the step's metrics."""
+        started = time.perf_counter()
+        cfg = self.config
+        self.policy.eval()
+        rollout = self._rollout(batch, step)
+        metrics: dict[str, float] = {}
+        advantages = None
+        if cfg.objective != Objective.CONTRASTIVE:
+            breakdown, baseline = self._rewards(rollout)
+            advantages = self.spec_rl.advantage(breakdown.total, baseline)  # (B, K)
+            metrics.update({f"reward_{k}": v for k, v in breakdown.means().items()})
+            metrics.update(reward_std=float(breakdown.total.std()) if breakdown.total.numel() > 1 else 0.0,
+                           adv_std=float(advantages.std()) if advantages.numel() > 1 else 0.0,
+                           adv_absmax=float(advantages.abs().max()))
+        self.policy.train()
+        metrics.update(self._backward(batch, rollout, advantages))
+        metrics["grad_norm"] = self._optimizer_step()
+        lengths = [len(t) for t in rollout.group.token_ids]
+        metrics.update(rationale_len=sum(lengths) / len(lengths),
+                       finished_frac=float(rollout.group.finished.float().mean()),
+                       s_per_step=time.perf_counter() - started)
+        return metrics
+
+    def _rollout(self, batch: Sequence[Any], step: int) -> Rollout:
+        cfg = self.config
+        doc = self.builders[Role.DOCUMENT].build
+        common = dict(rollout_temperature=cfg.rollout_temperature, single_temperature=cfg.single_temperature,
+                      seed=cfg.seed, step=step, greedy=self.spec_rl.needs_greedy_baseline
+                      and cfg.objective != Objective.CONTRASTIVE)
+        if cfg.mode == Mode.UNSUPERVISED:
+            k = 1 if cfg.objective == Objective.CONTRASTIVE else cfg.rollouts
+            return unsupervised_rollout(self.sampler, doc, batch, k=k, **common)
+        return supervised_rollout(self.sampler, self.builders[Role.QUERY].build, doc, batch, k=cfg.rollouts,
+                                  negatives=cfg.negatives_per_query,
+                                  group=cfg.objective != Objective.CONTRASTIVE, **common)
+
+    def _reward_fn(self, context: Tensor, group: Tensor, negatives: Tensor | None, finished: Tensor) -> R.RewardBreakdown:
+        cfg = self.config
+        kw = dict(lambda_consistency=cfg.lambda_consistency, lambda_hard=cfg.lambda_hard, tau=cfg.tau,
+                  length_penalty=cfg.length_penalty)
+        if negatives is None:
+            return R.unsupervised_rewards(context, group, finished, **kw)
+        return R.supervised_rewards(context, group, negatives, finished,
+                                    per_rollout=cfg.reward_variant == RewardVariant.PER_ROLLOUT, **kw)
+
+    def _rewards(self, ro: Rollout) -> tuple[R.RewardBreakdown, Tensor | None]:
+        """Rewards (B, K) of the group rollouts; for ReMax also the greedy rollout's reward (B, 1)."""
+        group, neg, ctx = ro.group_embeddings(), ro.negative_embeddings(), ro.context.embeddings
+        b = group.shape[0]
+        breakdown = self._reward_fn(ctx, group, neg, ro.group.finished.view(b, ro.k))
+        if ro.greedy is None:
+            return breakdown, None
+        extended = torch.cat([group, ro.greedy.embeddings.view(b, 1, -1)], dim=1)  # (B, K+1, D)
+        done = torch.cat([ro.group.finished.view(b, ro.k), ro.greedy.finished.view(b, 1)], dim=1)
+        return breakdown, self._reward_fn(ctx, extended, neg, done).total[:, -1:]
+
+    # -- gradient pass ---------------------------------------------------------------------
+    def _backward(self, batch: Sequence[Any], ro: Rollout, advantages: Tensor | None) -> dict[str, float]:
+        """Micro-batched forward with gradient; losses normalised over the whole batch."""
+        cfg = self.config
+        b, n_micro = len(batch), cfg.grad_accum
+        per = b // n_micro
+        token_lengths = [len(t) for t in ro.group.token_ids]
+        totals = {"num_tokens": float(max(1, sum(token_lengths))), "num_seqs": float(b * ro.k)}
+        sums: dict[str, float] = {}
+        for c in range(n_micro):
+            rows = range(c * per, (c + 1) * per)
+            loss, stats = self._micro_loss(ro, rows, advantages, totals)
+            self.accelerator.backward(loss)
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else n_micro)
+        return sums
+
+    def _micro_loss(self, ro: Rollout, rows: range, advantages: Tensor | None,
+                    totals: dict[str, float]) -> tuple[Tensor, dict[str, float]]:
+        cfg = self.config
+        k = ro.k
+        idx = [i * k + j for i in rows for j in range(k)]
+        prompts = [ro.group.prompts[i] for i in idx]
+        tokens = [ro.group.token_ids[i] for i in idx]
+        use_cl = cfg.objective != Objective.GRACE
+        out = forward_sequences(self.model, prompts, tokens, self.pad_id, cfg.rollout_temperature,
+                                self.spec if use_cl else None)
+        loss = out.logp.new_zeros(())
+        stats: dict[str, float] = {}
+        if advantages is not None:
+            adv = advantages[list(rows)].reshape(-1).to(out.logp.device)  # (n,)
+            pl, pstats = policy_loss(cfg.estimator, out.logp, out.logp.detach(), adv, out.mask,
+                                     clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                                     dual_clip=cfg.dual_clip, max_len=cfg.max_rationale_tokens, **totals)
+            loss = loss + pl
+            stats.update(policy_loss=float(pl), clip_frac=pstats["clip_frac"])
+            if self.reference is not None:
+                kl = self._kl(prompts, tokens, out.logp, out.mask, totals)
+                loss = loss + cfg.kl_coef * kl
+                stats["kl"] = float(kl)
+        if use_cl:
+            cl = self._contrastive(ro, rows, out.pooled.view(len(rows), k, -1)[:, 0])
+            loss = loss + cfg.contrastive_weight * cl / cfg.grad_accum
+            stats["contrastive_loss"] = float(cl)
+        return loss, stats
+
+    def _kl(self, prompts, tokens, logp: Tensor, mask: Tensor, totals: dict[str, float]) -> Tensor:
+        """Token-mean k3 estimate of KL(policy || initial policy) over the rationale tokens."""
+        ref = self.reference.logprobs(prompts, tokens, self.pad_id, self.config.rollout_temperature)
+        return aggregate(kl_k3(logp, ref.to(logp.device)), mask, Aggregation.TOKEN_MEAN, max_len=1,
+                         num_tokens=totals["num_tokens"])
+
+    def _contrastive(self, ro: Rollout, rows: range, positives: Tensor) -> Tensor:
+        """InfoNCE of the rows' queries (or anchors) against their positives and negatives, with gradient."""
+        cfg = self.config
+        ctx = [ro.context.prompts[i] for i in rows], [ro.context.token_ids[i] for i in rows]
+        q = forward_sequences(self.model, *ctx, self.pad_id, 1.0, self.spec).pooled  # (n, D)
+        neg = None
+        if ro.negatives is not None:
+            m = len(ro.negatives.prompts) // len(ro.context.prompts)
+            nidx = [i * m + j for i in rows for j in range(m)]
+            neg = forward_sequences(self.model, [ro.negatives.prompts[i] for i in nidx],
+                                    [ro.negatives.token_ids[i] for i in nidx], self.pad_id, 1.0,
+                                    self.spec).pooled.view(len(rows), m, -1)  # (n, M, D)
+        return info_nce(q, positives, neg, cfg.infonce_tau)
+
+    def _optimizer_step(self) -> float:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
+        norm = self.accelerator.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+

@@ -1,0 +1,128 @@
+"""GRACE rewards (method.md §2): pure functions of L2-normalised embeddings, shapes (B, K).
+
+Notation: B groups (triplets or texts), K rollouts per group, M negatives, D dimensions.
+``q`` (B, D) query embeddings, ``pos`` (B, K, D) the K rollouts of each positive,
+``neg`` (B, M, D) negatives, ``anchor`` (B, D) the anchor rationale of each text.
+All similarities are dot products of unit vectors, i.e. cosine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def contrastive_reward(q: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """Paper: ``R_CL[i,k] = sim(q_i, pos_ik) - sum_m sim(q_i, neg_im)``.  (B, K)"""
+    pos_sim = torch.einsum("bd,bkd->bk", q, pos)  # (B, K)
+    neg_sim = torch.einsum("bd,bmd->bm", q, neg).sum(dim=1, keepdim=True)  # (B, 1)
+    return pos_sim - neg_sim
+
+
+def contrastive_reward_per_rollout(q: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """Variant: ``sim(q_i, pos_ik) - sum_m sim(pos_ik, neg_im)``; the negative term varies with k."""
+    pos_sim = torch.einsum("bd,bkd->bk", q, pos)  # (B, K)
+    neg_sim = torch.einsum("bkd,bmd->bkm", pos, neg).sum(dim=2)  # (B, K)
+    return pos_sim - neg_sim
+
+
+def consistency_reward(pos: Tensor) -> Tensor:
+    """``R_cons[i,k] = mean_{j != k} sim(pos_ik, pos_ij)``; zero when K = 1.  (B, K)"""
+    _, k, _ = pos.shape
+    if k < 2:
+        return pos.new_zeros(pos.shape[:2])
+    sims = torch.einsum("bkd,bjd->bkj", pos, pos)  # (B, K, K)
+    off_diag = sims.sum(dim=2) - torch.diagonal(sims, dim1=1, dim2=2)  # (B, K)
+    return off_diag / (k - 1)
+
+
+def _mean_over_others(matrix: Tensor) -> Tensor:
+    """Row means of a (B, B, ...) matrix excluding the diagonal: out[i] = mean_{j != i} m[i, j]."""
+    b = matrix.shape[0]
+    eye = torch.eye(b, dtype=torch.bool, device=matrix.device)
+    eye = eye.view(b, b, *([1] * (matrix.dim() - 2)))
+    return matrix.masked_fill(eye, 0.0).sum(dim=1) / (b - 1)
+
+
+def hard_negative_reward(q: Tensor, pos: Tensor) -> Tensor:
+    """Paper: ``R_hard[i,k] = - mean_{j != i} max_l sim(q_i, pos_jl)``; constant over k.  (B, K)"""
+    b, k, _ = pos.shape
+    if b < 2:
+        return pos.new_zeros(b, k)
+    best = torch.einsum("id,jld->ijl", q, pos).amax(dim=2)  # (B, B)
+    return (-_mean_over_others(best)).unsqueeze(1).expand(b, k)
+
+
+def hard_negative_reward_per_rollout(q: Tensor, pos: Tensor) -> Tensor:
+    """Variant: ``- mean_{j != i} sim(q_j, pos_ik)``: each rollout against the other queries.  (B, K)"""
+    b, k, _ = pos.shape
+    if b < 2:
+        return pos.new_zeros(b, k)
+    sims = torch.einsum("jd,ikd->ijk", q, pos)  # (B_i, B_j, K)
+    return -_mean_over_others(sims)
+
+
+def self_alignment_reward(anchor: Tensor, x: Tensor) -> Tensor:
+    """Unsupervised: ``R_self[i,k] = sim(anchor_i, x_ik)``.  (B, K)"""
+    return torch.einsum("bd,bkd->bk", anchor, x)
+
+
+def inbatch_anchor_reward(anchor: Tensor, x: Tensor) -> Tensor:
+    """Unsupervised in-batch term: ``- mean_{j != i} sim(x_ik, anchor_j)``; varies with k.  (B, K)"""
+    b, k, _ = x.shape
+    if b < 2:
+        return x.new_zeros(b, k)
+    sims = torch.einsum("jd,ikd->ijk", anchor, x)  # (B_i, B_j, K)
+    return -_mean_over_others(sims)
+
+
+def total_reward(primary: Tensor, consistency: Tensor, hard: Tensor,
+                 lambda_consistency: float, lambda_hard: float, tau: float) -> Tensor:
+    """``R = (primary + lambda1 * consistency + lambda2 * hard) / tau``.  (B, K)"""
+    return (primary + lambda_consistency * consistency + lambda_hard * hard) / tau
+
+
+def apply_length_penalty(reward: Tensor, finished: Tensor, penalty: float | None = -1.0) -> Tensor:
+    """Rollouts cut at the length limit without EOS (``finished`` False) get ``penalty`` instead
+    (``None``: no penalty)."""
+    if penalty is None:
+        return reward
+    return torch.where(finished, reward, torch.full_like(reward, penalty))
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """Every component of the reward, each (B, K), and the total actually optimised."""
+
+    primary: Tensor  # contrastive (supervised) or self-alignment (unsupervised)
+    consistency: Tensor
+    hard: Tensor  # in-batch hard negative (supervised) or in-batch anchor term (unsupervised)
+    total: Tensor
+
+    def means(self) -> dict[str, float]:
+        """Per-component batch means, for the metrics log."""
+        return {name: float(getattr(self, name).float().mean())
+                for name in ("primary", "consistency", "hard", "total")}
+
+
+def supervised_rewards(q: Tensor, pos: Tensor, neg: Tensor, finished: Tensor, *, per_rollout: bool,
+                       lambda_consistency: float, lambda_hard: float, tau: float,
+                       length_penalty: float | None) -> RewardBreakdown:
+    """All supervised reward terms; ``per_rollout`` selects the variant negative/hard terms."""
+    if per_rollout:
+        primary, hard = contrastive_reward_per_rollout(q, pos, neg), hard_negative_reward_per_rollout(q, pos)
+    else:
+        primary, hard = contrastive_reward(q, pos, neg), hard_negative_reward(q, pos)
+    cons = consistency_reward(pos)
+    total = total_reward(primary, cons, hard, lambda_consistency, lambda_hard, tau)
+    return RewardBreakdown(primary, cons, hard, apply_length_penalty(total, finished, length_penalty))
+
+
+def unsupervised_rewards(anchor: Tensor, x: Tensor, finished: Tensor, *, lambda_consistency: float,
+                         lambda_hard: float, tau: float, length_penalty: float | None) -> RewardBreakdown:
+    """Self-alignment + consistency + in-batch anchor term, scaled and length-penalised."""
+    primary, cons, hard = self_alignment_reward(anchor, x), consistency_reward(x), inbatch_anchor_reward(anchor, x)
+    total = total_reward(primary, cons, hard, lambda_consistency, lambda_hard, tau)
+    return RewardBreakdown(primary, cons, hard, apply_length_penalty(total, finished, length_penalty))

@@ -1,0 +1,192 @@
+"""A whole training run: validate data, (resume,) loop with metrics/checkpoints/eval, publish the model.
+
+Layout: checkpoints and the live metrics log go to ``<out>.checkpoints/``; on success the
+model directory ``<out>/`` is published atomically (merged weights via ``save_pretrained``,
+the tokenizer, ``grace_train.json`` and ``metrics.jsonl``) and the checkpoints are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grace_rag.errors import ConfigError, DataError
+from grace_rag.models import Backbone
+
+from .checkpoint import list_checkpoints, load_checkpoint, publish_dir, save_checkpoint
+from .config import Mode, TrainConfig
+from .data import load_supervised, load_texts
+from .loop import GraceTrainer
+
+log = logging.getLogger(__name__)
+
+#: settings that may change between a run and its resumption
+RESUMABLE_CHANGES = {"steps", "epochs", "save_every", "eval_every", "output_dir", "mixed_precision",
+                     "eval_split", "eval_queries"}
+
+Evaluator = Callable[[GraceTrainer], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    last_metrics: dict[str, float]
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+
+def checkpoint_dir(out: Path) -> Path:
+    """Where a run keeps its checkpoints and live metrics: ``<out>.checkpoints`` beside ``out``."""
+    return out.parent / f"{out.name}.checkpoints"
+
+
+def load_data(config: TrainConfig, path: str | Path) -> list[Any]:
+    """Triplets or passages for ``config.mode``, fully validated before any model is loaded."""
+    if config.mode == Mode.UNSUPERVISED:
+        data: list[Any] = load_texts(path)
+    else:
+        data = load_supervised(path, config.negatives_per_query)
+    if len(data) < config.batch_size:
+        raise DataError(f"{path}: {len(data)} examples but batch_size is {config.batch_size}; lower --batch-size")
+    return data
+
+
+def batch_for_step(data: Sequence[Any], step: int, batch_size: int, seed: int) -> list[Any]:
+    """The batch of a global step: a seeded permutation per epoch, last partial batch dropped."""
+    per_epoch = len(data) // batch_size
+    epoch, pos = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(len(data))
+    return [data[i] for i in order[pos * batch_size:(pos + 1) * batch_size]]
+
+
+def total_steps(config: TrainConfig, n_examples: int) -> int:
+    return config.steps if config.steps is not None else config.epochs * (n_examples // config.batch_size)
+
+
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    diff = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if diff:
+        raise ConfigError(f"cannot resume: settings differ from the checkpointed run ({', '.join(diff)}); "
+                          "use the same settings or start a new output directory")
+
+
+def retrieval_evaluator(beir_dir: str | Path, config: TrainConfig) -> Evaluator:
+    """nDCG@10 etc. of the current policy as a GraceEncoder (greedy rationales) on a BEIR subset."""
+    from grace_rag.evaluation import SubsetSpec, build_subset, evaluate_retrieval, load_beir
+
+    dataset = build_subset(load_beir(beir_dir, config.eval_split), SubsetSpec(n_queries=config.eval_queries))
+
+    def evaluate(trainer: GraceTrainer) -> dict[str, float]:
+        encoder = trainer.as_encoder()
+        result = evaluate_retrieval(encoder, dataset)
+        return {k: v for k, v in result.items() if isinstance(v, (int, float))}
+
+    return evaluate
+
+
+class _MetricsLog:
+    """Append-only JSONL of per-step metrics; on resume, lines past the restored step are dropped."""
+
+    def __init__(self, path: Path, keep_until: int) -> None:
+        self.path = path
+        lines = path.read_text().splitlines() if path.is_file() else []
+        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= keep_until]
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | None = None,
+          evaluator: Evaluator | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Run training as ``config`` says and publish the model to ``config.output_dir``."""
+    if not config.output_dir:
+        raise ConfigError("no output directory; pass --out DIR (or set output_dir in the config file)")
+    out = Path(config.output_dir)
+    work = checkpoint_dir(out)
+    existing = list_checkpoints(work)
+    if existing and not resume:
+        raise ConfigError(f"{work} holds checkpoints of an earlier run; pass --resume to continue it "
+                          "or delete that folder to start over")
+    if resume and not existing:
+        raise ConfigError(f"nothing to resume: no checkpoint in {work}")
+    data = load_data(config, data_path)
+    n_steps = total_steps(config, len(data))
+    if backbone is None:
+        from grace_rag.encoder import resolve_device
+        from grace_rag.models import DEFAULT_MODEL, load_backbone
+
+        backbone = load_backbone(config.model or DEFAULT_MODEL, device=resolve_device("auto"))
+    trainer = GraceTrainer(config, backbone)
+    start = 0
+    if resume:
+        state = load_checkpoint(existing[-1], trainer.policy, trainer.optimizer)
+        _check_resumable(state["config"], config.to_dict())
+        start = state["step"]
+    work.mkdir(parents=True, exist_ok=True)
+    metrics_log = _MetricsLog(work / "metrics.jsonl", keep_until=start)
+    result = TrainResult(out, n_steps, {})
+    _evaluate(evaluator, trainer, start, result, metrics_log, when=not resume)
+    _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
+    _evaluate(evaluator, trainer, n_steps, result, metrics_log, when=True)
+    publish_model(trainer, out, work / "metrics.jsonl", result)
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _evaluate(evaluator: Evaluator | None, trainer: GraceTrainer, step: int, result: TrainResult,
+              metrics_log: _MetricsLog, when: bool) -> None:
+    if evaluator is None or not when:
+        return
+    scores = evaluator(trainer)
+    log.info("eval at step %d: %s", step, scores)
+    result.evals.append({"step": step, **scores})
+    metrics_log.write({"step": step, "eval": scores})
+
+
+def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, work: Path,
+          metrics_log: _MetricsLog, evaluator: Evaluator | None, result: TrainResult, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    cfg = trainer.config
+    bar = tqdm(total=n_steps, initial=start, desc="training", unit="step", disable=not progress)
+    for step in range(start, n_steps):
+        metrics = trainer.step(batch_for_step(data, step, cfg.batch_size, cfg.seed), step)
+        done = step + 1
+        metrics_log.write({"step": done, **metrics})
+        result.last_metrics = metrics
+        bar.update(1)
+        bar.set_postfix(reward=f"{metrics.get('reward_total', float('nan')):.3f}",
+                        s_step=f"{metrics['s_per_step']:.1f}")
+        if cfg.save_every and done % cfg.save_every == 0 and done < n_steps:
+            save_checkpoint(work, done, trainer.policy, trainer.optimizer, cfg.to_dict())
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < n_steps:
+            _evaluate(evaluator, trainer, done, result, metrics_log, when=True)
+    bar.close()
+
+
+def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: TrainResult) -> Path:
+    """Write the merged model, tokenizer, ``grace_train.json`` and ``metrics.jsonl`` atomically to ``out``."""
+    def write(tmp: Path) -> None:
+        model = trainer.merged_model()
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        trainer.backbone.tokenizer.save_pretrained(str(tmp))
+        summary = {"config": trainer.config.to_dict(), "base_model": trainer.backbone.name,
+                   "encoder_config": trainer.encoder_config.to_dict(), "steps": result.steps,
+                   "evals": result.evals, "last_metrics": result.last_metrics}
+        (tmp / "grace_train.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if metrics_path.is_file():
+            shutil.copyfile(metrics_path, tmp / "metrics.jsonl")
+
+    path = publish_dir(out, write)
+    log.info("trained model written to %s", path)
+    return path
+
