@@ -107,6 +107,7 @@ def convert_gguf(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_conversions(target.parent)
     logger.info("dequantising %s once into %s (about 20 s)", gguf.name, target)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
@@ -126,6 +127,15 @@ def convert_gguf(gguf: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _remove_stale_conversions(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Delete temporary conversion folders left by killed processes (older than an hour)."""
+    import time
+
+    for tmp in folder.glob(".converting-*"):
+        if time.time() - tmp.stat().st_mtime > max_age_s:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve(name_or_path: str | os.PathLike[str]) -> Path | str:

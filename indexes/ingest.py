@@ -175,11 +175,11 @@ class Indexer:
         report.files_seen = len(files)
         plan = plan_changes(current, self.index.store.file_hashes(), root.as_posix())
         report.files_unchanged = len(plan.unchanged)
+        documents = self._read(plan.to_read, report)
+        self._embed_missing(documents, report)  # before deletions: a moved file reuses its vectors
         for path in plan.deleted:
             report.chunks_removed += self._forget(path)
         report.files_removed = len(plan.deleted)
-        documents = self._read(plan.to_read, report)
-        self._embed_missing(documents, report)
         for source, chunks in documents.items():
             removed = self.index.store.finish_file(source, current[source], [c.id for c in chunks])
             self.index.remove_vectors(removed)

@@ -86,3 +86,9 @@ class BagOfWordsEmbedder:
 @pytest.fixture
 def bow() -> BagOfWordsEmbedder:
     return BagOfWordsEmbedder()
+
+
+@pytest.fixture
+def make_beir():
+    """The :func:`write_beir` helper, for tests that build their own BEIR folder."""
+    return write_beir

@@ -63,15 +63,14 @@ def test_grace_options_reach_the_encoder_config(app, beir_dir: Path, monkeypatch
     from grace_rag import encoder as encoder_module
     from grace_rag.testing import tiny_backbone
 
+    real_encoder = encoder_module.GraceEncoder
     seen = {}
 
     def fake_encoder(model="default", config=None, **kwargs):
         seen.update(model=model, config=config)
-        return encoder_module.GraceEncoder.from_backbone(tiny_backbone(), config)
+        return real_encoder.from_backbone(tiny_backbone(), config)
 
-    monkeypatch.setattr(encoder_module, "GraceEncoder", type("Fake", (), {
-        "__new__": lambda cls, *a, **kw: fake_encoder(*a, **kw),
-        "from_backbone": encoder_module.GraceEncoder.from_backbone}))
+    monkeypatch.setattr(encoder_module, "GraceEncoder", fake_encoder)
     result = invoke(app, str(beir_dir), "-m", "some/model-dir", "--rationale-tokens", "2",
                     "--pooling", "max", "--layer", "penultimate", "--subset", "2", "--json")
     assert result.exit_code == 0, result.output

@@ -1,0 +1,1 @@
+"""Benchmark scripts that regenerate benchmarks/README.md (``python -m benchmarks.report``)."""

@@ -1,0 +1,37 @@
+"""``grace-rag explain``: show the rationale (and optionally the vector) for texts."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from grace_rag.cli.options import DEFAULT_MODEL_NAME, DeviceOpt, JsonOpt, ModelOpt, RationaleTokensOpt
+from grace_rag.config import EncoderConfig, Role
+
+
+def explain(
+    texts: Annotated[list[str], typer.Argument(help="Texts to explain.")],
+    model: ModelOpt = DEFAULT_MODEL_NAME,
+    role: Annotated[Role, typer.Option(help="Encode as a query or a document.")] = Role.DOCUMENT,
+    rationale_tokens: RationaleTokensOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the rationale the encoder writes for each text (what its embedding is built from)."""
+    from grace_rag.encoder import GraceEncoder
+
+    config = EncoderConfig() if rationale_tokens is None else EncoderConfig(max_rationale_tokens=rationale_tokens)
+    encoder = GraceEncoder(model=model, config=config, device=device)
+    rationales = encoder.explain(texts, role=role)
+    if as_json:
+        typer.echo(json.dumps([{"text": t, "rationale": r} for t, r in zip(texts, rationales)], indent=2))
+        return
+    for text, rationale in zip(texts, rationales):
+        typer.secho(text, bold=True)
+        typer.echo(f"  -> {rationale}\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
