@@ -39,10 +39,10 @@ def measure(label: str, data_dir: str, n_docs: int, n_queries: int) -> dict:
         retriever.search([query], 10)
         latencies.append((time.perf_counter() - started) * 1000)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"model": label, "docs_per_s": docs_per_s, "n_docs": len(docs),
+    return {"model": label, "docs_per_s": docs_per_s, "speed_docs": len(docs),
             "query_ms_p50": float(np.percentile(latencies, 50)),
             "query_ms_p95": float(np.percentile(latencies, 95)),
-            "n_queries": len(latencies), "peak_rss_mb": peak_kib / 1024}
+            "speed_queries": len(latencies), "peak_rss_mb": peak_kib / 1024}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from grace_rag.cache import RationaleCache, text_key
 from grace_rag.config import EncoderConfig, Role, check_device, parse_choice
+from grace_rag.errors import choice_error
 from grace_rag.generation import GenerationSettings, HFGenerator, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
 from grace_rag.prompts import PromptBuilder
@@ -59,6 +60,18 @@ def check_texts(texts: Any) -> list[str]:
     return items
 
 
+def make_generator(backend: str, model: str, backbone: Backbone, batch_size: int) -> RationaleGenerator:
+    """The rationale generator for ``backend``: 'hf' (fused generation + pooling) or 'vllm'."""
+    if backend == "hf":
+        return HFGenerator(backbone.model, backbone.tokenizer, batch_size)
+    if backend == "vllm":
+        from grace_rag.models import resolve
+        from grace_rag.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(str(resolve(model)), backbone.tokenizer)
+    raise choice_error("backend", backend, ["hf", "vllm"])
+
+
 class GraceEncoder:
     """A GRACE encoder over a causal LM: rationale first, then masked mean pooling."""
 
@@ -71,12 +84,13 @@ class GraceEncoder:
         backbone: Backbone | None = None,
         generator: RationaleGenerator | None = None,
         cache: RationaleCache | None = None,
+        backend: str = "hf",
     ) -> None:
         self.config = config or EncoderConfig()
         self.device = resolve_device(device)
         self.backbone = backbone or load_backbone(model, device=self.device)
         self.model_name = self.backbone.name
-        self.generator = generator or HFGenerator(self.backbone.model, self.backbone.tokenizer, self.config.batch_size)
+        self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size)
         tokenizer = self.backbone.tokenizer
         self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
         self.pool_spec = PoolSpec(self.config.pooling, self.config.layer)

@@ -147,9 +147,17 @@ class HFGenerator(RationaleGenerator):
         After the last token is chosen it is fed once more (when pooling) so that its state
         exists too: P(x) ⊕ r is then fully covered by the states of the generation pass.
         """
+        from transformers import StaticCache
+
         stop = torch.tensor(self.stop_ids, device=ids.device)
         positions = positions_from_mask(attn)  # (B, T0)
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
+        width = ids.shape[1]
+        # preallocated KV cache: no per-step concatenation of every layer's keys and values
+        cache = StaticCache(config=self.model.config, max_cache_len=width + settings.max_new_tokens + 1)
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=positions, past_key_values=cache,
+            cache_position=torch.arange(width, device=ids.device), use_cache=True, logits_to_keep=1,
+        )
         next_pos = positions[:, -1] + 1  # (B,)
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         tokens: list[torch.Tensor] = []
@@ -166,8 +174,8 @@ class HFGenerator(RationaleGenerator):
             if last and not pool_after_last:
                 break
             out = self.model(
-                input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1,
+                input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None], past_key_values=cache,
+                cache_position=torch.tensor([width + step], device=ids.device), use_cache=True, logits_to_keep=1,
             )
             masks.append(alive[:, None])
             next_pos = next_pos + 1

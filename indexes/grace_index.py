@@ -83,6 +83,8 @@ class GraceIndex:
             raise GraceIndexError(f"no index at {path}; build one with `grace-rag index PATH --index {path}`")
         if not (path / STORE_FILE).exists():
             raise GraceIndexError(f"{path} is not a grace-rag index (no {STORE_FILE})")
+        if not (path / MANIFEST_FILE).exists() and not cls._recover_manifest(path):
+            raise GraceIndexError(f"{path} is not a grace-rag index (an empty {STORE_FILE}, no {MANIFEST_FILE})")
         manifest = read_manifest(path / MANIFEST_FILE)
         store = ChunkStore(path / STORE_FILE, manifest.encoder.dimension)
         owner = json.loads(store.get_meta("encoder", "{}") or "{}").get("fingerprint")
@@ -103,8 +105,8 @@ class GraceIndex:
         """Open ``path`` (checking the encoder) or create it; recover a manifest lost in a crash."""
         path = Path(path)
         info = encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder)
-        if (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists():
-            cls._recover_manifest(path)
+        if (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists() and not cls._recover_manifest(path):
+            (path / STORE_FILE).unlink()  # killed before the store was initialised: start again
         if not (path / STORE_FILE).exists():
             return cls.create(path, info, factory or AUTO)
         index = cls.open(path, encoder=info)
@@ -115,16 +117,21 @@ class GraceIndex:
         return index
 
     @classmethod
-    def _recover_manifest(cls, path: Path) -> None:
+    def _recover_manifest(cls, path: Path) -> bool:
+        """Recreate manifest.json from the store after a crash during creation; False if the store is empty."""
         store = ChunkStore(path / STORE_FILE, 0)
         raw = store.get_meta("encoder")
         request = store.get_meta("factory_request", AUTO) or AUTO
+        empty = store.count() == 0
         store.close()
         if raw is None:
+            if empty:
+                return False
             raise GraceIndexError(f"{path / STORE_FILE} is not a grace-rag chunk store; delete {path} and re-index")
         logger.warning("manifest.json missing in %s (interrupted creation); recreating it", path)
         manifest = Manifest(encoder=EncoderInfo.from_dict(json.loads(raw)), factory_request=request)
         write_manifest(path / MANIFEST_FILE, manifest)
+        return True
 
     @classmethod
     def _from_store(cls, path: Path, store: ChunkStore, manifest: Manifest) -> "GraceIndex":

@@ -73,14 +73,15 @@ def open_index(index_dir: Path) -> GraceIndex:
 
 
 def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False,
-                where: dict[str, Any] | None = None, device: str = "auto", encoder: Any = None) -> dict[str, Any]:
-    """Search an index with the model that built it; the JSON-able result of `grace-rag query`."""
+                where: dict[str, Any] | None = None, model: str | None = None, device: str = "auto",
+                encoder: Any = None) -> dict[str, Any]:
+    """Search an index with the model that built it (or ``model``, which must match it)."""
     if not text.strip():
         raise GraceIndexError("the query is empty; pass the text to search for")
     with open_index(index_dir) as index:
         if encoder is None:
             manifest = index.manifest.encoder
-            encoder = load_encoder(manifest.model_name, manifest.settings, device)
+            encoder = load_encoder(model or manifest.model_name, manifest.settings, device)
         hits, rationale = index.query(encoder, text, k=k, where=where)
     result: dict[str, Any] = {"query": text, "hits": [h.to_dict() for h in hits]}
     if explain:

@@ -185,15 +185,15 @@ class GraceTrainer:
                                      clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                      dual_clip=cfg.dual_clip, max_len=cfg.max_rationale_tokens, **totals)
             loss = loss + pl
-            stats.update(policy_loss=float(pl), clip_frac=pstats["clip_frac"])
+            stats.update(policy_loss=float(pl.detach()), clip_frac=pstats["clip_frac"])
             if self.reference is not None:
                 kl = self._kl(prompts, tokens, out.logp, out.mask, totals)
                 loss = loss + cfg.kl_coef * kl
-                stats["kl"] = float(kl)
+                stats["kl"] = float(kl.detach())
         if use_cl:
             cl = self._contrastive(ro, rows, out.pooled.view(len(rows), k, -1)[:, 0])
             loss = loss + cfg.contrastive_weight * cl / cfg.grad_accum
-            stats["contrastive_loss"] = float(cl)
+            stats["contrastive_loss"] = float(cl.detach())
         return loss, stats
 
     def _kl(self, prompts, tokens, logp: Tensor, mask: Tensor, totals: dict[str, float]) -> Tensor:

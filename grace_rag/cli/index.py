@@ -15,8 +15,12 @@ from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
 
+from grace_rag.cli.options import DeviceOpt, JsonOpt, QuietOpt, RationaleTokensOpt
+
 DEFAULT_INDEX = Path(".grace-index")
 IndexDir = Annotated[Path, typer.Option("--index", help="Index directory.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Built-in alias, model directory or .gguf file (default: the index's model, else the embedded one).")]
 
 
 class RichProgress:
@@ -66,15 +70,15 @@ def _summary(report: Any) -> str:
 def index_command(
     path: Annotated[Path, typer.Argument(help="Folder (searched recursively) or file to index.")],
     index: IndexDir = DEFAULT_INDEX,
-    model: Annotated[str | None, typer.Option(help="Model name or path (default: the index's model, else the embedded one).")] = None,
+    model: ModelOpt = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: half the model's input length).")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default: chunk size / 8).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Chunks embedded and saved together.")] = 8,
-    rationale_tokens: Annotated[int | None, typer.Option(help="Rationale length in tokens (default: the index's, else the model's).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Chunks embedded and saved together.")] = 8,
+    rationale_tokens: RationaleTokensOpt = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Index a folder: read, chunk and embed new or changed files; drop deleted ones."""
     from grace_rag.indexes.ingest import IngestConfig
@@ -102,13 +106,14 @@ def query_command(
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 5,
     explain: Annotated[bool, typer.Option("--explain", help="Show the query's rationale and each hit's.")] = False,
     where: Annotated[list[str] | None, typer.Option("--where", help="Metadata filter KEY=VALUE (repeatable), e.g. extension=.md")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print {query, hits: [...]} as JSON.")] = False,
 ) -> None:
     """Search an index with the model that built it."""
     from grace_rag.indexes.service import parse_where, query_index
 
-    result = query_index(index, text, k=k, explain=explain, where=parse_where(where), device=device)
+    result = query_index(index, text, k=k, explain=explain, where=parse_where(where), model=model, device=device)
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -127,7 +132,7 @@ def query_command(
 
 def info_command(
     index: IndexDir = DEFAULT_INDEX,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Describe an index: model, fingerprint, index type, counts, sizes on disk."""
     from grace_rag.indexes.service import index_info

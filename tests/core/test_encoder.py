@@ -98,3 +98,33 @@ def test_duplicates_are_computed_once(enc):
 
 def test_explain_returns_rationales(enc):
     assert len(enc.explain(["a", "b"])) == 2
+
+
+def test_unknown_backend_lists_valid_values():
+    with pytest.raises(ConfigError, match="hf, vllm"):
+        tiny_encoder(backend="tensorrt")
+
+
+def test_vllm_backend_without_vllm_names_the_extra():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"grace-rag\[vllm\]"):
+            tiny_encoder(backend="vllm")
+    else:
+        pytest.skip("vllm is installed")
+
+
+def test_text_only_backend_is_pooled_by_a_separate_forward_pass():
+    """A backend that returns no embedding (like vLLM) gets the same vectors via forward_pool."""
+    from grace_rag.generation import HFGenerator
+
+    class TextOnly(HFGenerator):
+        def generate(self, prompts, settings, pool_spec=None):
+            return super().generate(prompts, settings, None)
+
+    fused = tiny_encoder()
+    bb = fused.backbone
+    text_only = GraceEncoder.from_backbone(bb, fused.config, generator=TextOnly(bb.model, bb.tokenizer))
+    texts = ["one text", "a second and longer text"]
+    assert np.allclose(fused.encode_documents(texts), text_only.encode_documents(texts), atol=1e-5)

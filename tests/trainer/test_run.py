@@ -1,0 +1,90 @@
+"""Whole runs: exact resume, atomic output, data refused before any model loads, loadable result."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from grace_rag.config import EncoderConfig
+from grace_rag.errors import ConfigError, DataError
+from grace_rag.testing import tiny_backbone
+from grace_rag.trainer import run as run_mod
+from grace_rag.trainer.config import TrainConfig
+from grace_rag.trainer.loop import GraceTrainer
+from grace_rag.trainer.run import checkpoint_dir, train
+
+TINY = dict(batch_size=2, rollouts=2, max_rationale_tokens=3, max_input_tokens=16, length_penalty=None,
+            learning_rate=1e-2, steps=4, save_every=2)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, triplet_file, monkeypatch):
+    straight = train(TrainConfig(**TINY, output_dir=str(tmp_path / "a")), triplet_file,
+                     backbone=tiny_backbone(), progress=False)
+    out_b = tmp_path / "b"
+    out_b.mkdir()
+    (out_b / "keep.txt").write_text("an earlier model")
+
+    real_step = GraceTrainer.step
+
+    def crashing_step(self, batch, step):
+        if step == 3:
+            raise Crash("killed")
+        return real_step(self, batch, step)
+
+    monkeypatch.setattr(GraceTrainer, "step", crashing_step)
+    cfg = TrainConfig(**TINY, output_dir=str(out_b))
+    with pytest.raises(Crash):
+        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
+    assert (out_b / "keep.txt").read_text() == "an earlier model"  # a failed run never overwrites
+    assert [p.name for p in checkpoint_dir(out_b).glob("step-*")] == ["step-00000002"]
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
+
+    monkeypatch.setattr(GraceTrainer, "step", real_step)
+    resumed = train(cfg, triplet_file, backbone=tiny_backbone(), resume=True, progress=False)
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(out_b / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a), "resumed weights differ from the uninterrupted run"
+    assert resumed.last_metrics["reward_total"] == pytest.approx(straight.last_metrics["reward_total"])
+    steps = [json.loads(line)["step"] for line in (out_b / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert not (out_b / "keep.txt").exists() and not checkpoint_dir(out_b).exists()
+
+
+def test_output_directory_loads_as_an_encoder(tmp_path, triplet_file):
+    out = tmp_path / "model"
+    cfg = TrainConfig(**{**TINY, "steps": 1}, lora=True, output_dir=str(out))
+    train(cfg, triplet_file, backbone=tiny_backbone(), progress=False,
+          evaluator=lambda trainer: {"ndcg@10": float(trainer.as_encoder().encode_documents(["x"]).shape[1])})
+    summary = json.loads((out / "grace_train.json").read_text())
+    assert summary["config"]["lora"] is True and [e["step"] for e in summary["evals"]] == [0, 1]
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[1])
+    for key in ("reward_total", "reward_primary", "reward_consistency", "reward_hard", "adv_std", "policy_loss",
+                "kl", "rationale_len", "grad_norm", "s_per_step"):
+        assert key in record
+    from grace_rag.encoder import GraceEncoder
+
+    encoder = GraceEncoder(model=str(out), config=EncoderConfig(max_rationale_tokens=2, cache=False), device="cpu")
+    assert encoder.encode_documents(["a cat"]).shape == (1, 32)
+
+
+def test_malformed_data_is_refused_before_any_model_loads(tmp_path, monkeypatch):
+    bad = tmp_path / "t.jsonl"
+    bad.write_text('{"query": "q", "positive": "p", "negative": "n"}\n{"query": "q", "positive": "p"}\n')
+    monkeypatch.setattr(run_mod, "GraceTrainer", None)  # would fail loudly if reached
+    with pytest.raises(DataError, match=r"t.jsonl:2: missing field 'negative'"):
+        train(TrainConfig(**TINY, output_dir=str(tmp_path / "o")), bad)
+    with pytest.raises(DataError, match="batch_size is 8"):
+        train(TrainConfig(**{**TINY, "batch_size": 8}, output_dir=str(tmp_path / "o")), _one_line(tmp_path))
+    with pytest.raises(ConfigError, match="no output directory"):
+        train(TrainConfig(**TINY), bad)
+
+
+def _one_line(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"query": "q", "positive": "p", "negative": "n"}\n')
+    return path
