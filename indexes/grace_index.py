@@ -34,13 +34,23 @@ def resolve_factory(request: str, n_vectors: int) -> str:
 
 
 def check_fingerprint(built_with: EncoderInfo, encoder: EncoderInfo, where: Path) -> None:
-    """Refuse to mix vectors of two different encoders, naming both."""
-    if built_with.fingerprint != encoder.fingerprint:
-        raise GraceIndexError(
-            f"index {where} was built with model {built_with.model_name!r} (fingerprint "
-            f"{built_with.fingerprint[:12]}) but the encoder is {encoder.model_name!r} (fingerprint "
-            f"{encoder.fingerprint[:12]}); use --model {built_with.model_name} or a new --index directory"
-        )
+    """Refuse to mix vectors of two different encoders, naming both and what differs."""
+    if built_with.fingerprint == encoder.fingerprint:
+        return
+    ignored = {"batch_size", "cache", "show_progress"}
+    changed = sorted(k for k in set(built_with.settings) | set(encoder.settings)
+                     if k not in ignored and built_with.settings.get(k) != encoder.settings.get(k))
+    if built_with.model_name != encoder.model_name:
+        fix = f"use --model {built_with.model_name} or a new --index directory"
+    elif changed:
+        was = ", ".join(f"{k}={built_with.settings.get(k)!r}" for k in changed)
+        fix = f"the settings differ (the index used {was}); use the same settings or a new --index directory"
+    else:
+        fix = "the model's weights changed; re-index into a new --index directory"
+    raise GraceIndexError(
+        f"index {where} was built with model {built_with.model_name!r} (fingerprint {built_with.fingerprint[:12]}) "
+        f"but the encoder is {encoder.model_name!r} (fingerprint {encoder.fingerprint[:12]}); {fix}"
+    )
 
 
 class GraceIndex:

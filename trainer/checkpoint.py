@@ -112,7 +112,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     try:
         state = json.loads((path / "state.json").read_text())
         load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
-        0 and optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         _set_rng_state(load_file(str(path / "rng.safetensors")))
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"checkpoint {path} is unreadable ({exc}); delete it to fall back to an older one") from None

@@ -47,9 +47,9 @@ def index(docs: Path, model_dir: Path, *extra: str):
 def one_red_line(result) -> str:
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr
+    return errors[0]
 
 
 @pytest.mark.parametrize("command", ["index", "query", "info"])
@@ -106,6 +106,7 @@ def test_a_different_encoder_is_refused_naming_both_models(docs, model_dir):
     index(docs, model_dir, "--quiet")
     line = one_red_line(index(docs, model_dir, "--quiet", "--rationale-tokens", "2"))
     assert "was built with model" in line and line.count(str(model_dir)) == 2
+    assert "max_rationale_tokens=4" in line
 
 
 def test_missing_path_is_one_clear_line(docs, model_dir):
