@@ -15,7 +15,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.{digits}f}" if abs(value) >= 1 or digits >= 3 else f"{value:.2g}"
     return str(value)
 
 
@@ -73,7 +75,8 @@ def render_readme(summary: dict[str, Any], plot_name: str, command_args: str) ->
         f"{scifact['documents']} documents ({scifact['positives']} positives, "
         f"{scifact['bm25_distractors']} BM25 distractors, {scifact['random_fill']} random), "
         f"seed {scifact['seed']}. Not comparable with full-corpus MTEB numbers (BM25 0.687, "
-        "MiniLM 0.645 on the full test set): a 500-document corpus is much easier.",
+        f"MiniLM 0.645 on the full test set): a {scifact['documents']}-document corpus is "
+        "much easier.",
         f"- STS-B dev subset `{sts['digest']}`: {sts['n_pairs']} pairs, seed {sts['seed']}.",
         "",
         "## Quality",

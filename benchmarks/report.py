@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
     args.results.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     scifact = build_subset(load_beir(args.data / "scifact", "dev"),
                            SubsetSpec(n_queries=args.queries, corpus_size=args.corpus, seed=0))
     sts = subset_sts(load_sts(args.data / "stsbenchmark" / "sts-dev.tsv", name="stsbenchmark"),
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     plot = quality_vs_latency(rows, args.out / "quality_vs_latency.png")
     summary = {"scifact_subset": scifact.subset, "sts_subset": sts.subset, "rows": rows}
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    readme = render_readme(summary, plot.name, " ".join(sys.argv[1:] if argv is None else argv))
+    readme = render_readme(summary, plot.name, shlex.join(sys.argv[1:] if argv is None else argv))
     (args.out / "README.md").write_text(readme)
     logger.info("wrote %s", args.out / "README.md")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from langchain_community.vectorstores import FAISS
 from langchain_core.documents import Document
 
-from grace_rag import EncoderConfig, GraceEmbeddings
+from grace_rag import GraceEmbeddings
 from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
 
 DOCS = Path(__file__).parent / "docs"

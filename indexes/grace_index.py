@@ -97,6 +97,18 @@ class GraceIndex:
             raise GraceIndexError(f"{path} is not a grace-rag index (an empty {STORE_FILE}, no {MANIFEST_FILE})")
         manifest = read_manifest(path / MANIFEST_FILE)
         store = ChunkStore(path / STORE_FILE, manifest.encoder.dimension)
+        try:
+            cls._check_owner(path, store, manifest, encoder)
+            index = cls(path, store, manifest, build_index(manifest.factory, manifest.encoder.dimension))
+            index._load_faiss()
+        except BaseException:
+            store.close()
+            raise
+        return index
+
+    @staticmethod
+    def _check_owner(path: Path, store: ChunkStore, manifest: Manifest, encoder: Any) -> None:
+        """The manifest must describe this store, and ``encoder`` (if any) must be the one that built it."""
         owner = json.loads(store.get_meta("encoder", "{}") or "{}").get("fingerprint")
         if owner != manifest.encoder.fingerprint:
             raise GraceIndexError(
@@ -106,9 +118,6 @@ class GraceIndex:
         if encoder is not None:
             info = encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder)
             check_fingerprint(manifest.encoder, info, path)
-        index = cls(path, store, manifest, build_index(manifest.factory, manifest.encoder.dimension))
-        index._load_faiss()
-        return index
 
     @classmethod
     def open_or_create(cls, path: Path, encoder: Any, factory: str | None = None) -> "GraceIndex":
@@ -261,6 +270,8 @@ class GraceIndex:
         self.manifest.counts = {"chunks": self.store.count(), "files": len(self.store.file_hashes())}
         atomic_write_bytes(self.path / INDEX_FILE, data)
         write_manifest(self.path / MANIFEST_FILE, self.manifest)
+        for leftover in self.path.glob(".*.tmp"):  # from a save killed half-way
+            leftover.unlink(missing_ok=True)
 
     def _load_faiss(self) -> None:
         path = self.path / INDEX_FILE

@@ -166,14 +166,10 @@ class Indexer:
         started, report = time.perf_counter(), IngestReport()
         root = Path(root).resolve()
         files = self._scan(root)
-        current = {}
-        for path in files:
-            try:
-                current[path.as_posix()] = file_digest(path)
-            except OSError as exc:
-                self._skip(report, path.as_posix(), exc)
-        report.files_seen = len(files)
+        current = self._digests(files, report)
         plan = plan_changes(current, self.index.store.file_hashes(), root.as_posix())
+        present = {path.as_posix() for path in files}
+        plan.deleted = [p for p in plan.deleted if p not in present]  # unreadable now is not deleted
         report.files_unchanged = len(plan.unchanged)
         documents = self._read(plan.to_read, report)
         self._embed_missing(documents, report)  # before deletions: a moved file reuses its vectors
@@ -187,6 +183,17 @@ class Indexer:
         self.index.save()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _digests(self, files: list[Path], report: IngestReport) -> dict[str, str]:
+        """{path: content hash} of the files that can be read."""
+        report.files_seen = len(files)
+        current = {}
+        for path in files:
+            try:
+                current[path.as_posix()] = file_digest(path)
+            except OSError as exc:
+                self._skip(report, path.as_posix(), exc)
+        return current
 
     def _scan(self, root: Path) -> list[Path]:
         if not root.exists():

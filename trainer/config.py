@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import ConfigError, choice_error
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 from .estimators import ESTIMATORS, Estimator
 
@@ -189,12 +193,15 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file {path} does not exist")
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ImportError("YAML config files need PyYAML: pip install 'grace-rag[train]'") from None
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text) or {}
         elif suffix == ".json":
             data = json.loads(text)

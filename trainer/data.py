@@ -13,8 +13,6 @@ from grace_rag.errors import DataError
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = (".txt", ".md")
-
 
 @dataclass(frozen=True)
 class Triplet:
@@ -169,20 +167,11 @@ def beir_triplets(folder: str | Path, split: str = "train", negatives_per_query:
 
 def load_texts(path: str | Path) -> list[str]:
     """Unsupervised corpus: a text file (one passage per line), JSONL with ``text``, a BEIR
-    folder (its corpus.jsonl), or a folder of .txt/.md/.jsonl files (one passage per file for
-    .txt/.md, one per line for .jsonl)."""
+    folder (its corpus.jsonl), or a folder read as ``grace-rag index`` reads it (every
+    supported file is one passage; .jsonl files there give one passage per line)."""
     path = Path(path)
     if path.is_dir():
-        if (path / "corpus.jsonl").is_file():
-            return list(_read_beir_corpus(path / "corpus.jsonl").values())
-        texts: list[str] = []
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            if file.suffix.lower() == ".jsonl":
-                texts.extend(_jsonl_texts(file))
-            elif file.suffix.lower() in TEXT_SUFFIXES:
-                body = file.read_text(encoding="utf-8", errors="replace").strip()
-                if body:
-                    texts.append(body)
+        texts = _folder_texts(path)
     elif path.suffix.lower() == ".jsonl":
         texts = _jsonl_texts(path)
     elif path.is_file():
@@ -193,6 +182,26 @@ def load_texts(path: str | Path) -> list[str]:
     if not texts:
         raise DataError(f"{path}: no non-empty passages found")
     log.info("loaded %d passages from %s", len(texts), path)
+    return texts
+
+
+def _folder_texts(root: Path) -> list[str]:
+    if (root / "corpus.jsonl").is_file():
+        return list(_read_beir_corpus(root / "corpus.jsonl").values())
+    from grace_rag.indexes.ingest import scan_folder
+    from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
+
+    texts: list[str] = []
+    for file in scan_folder(root, (*SUPPORTED_EXTENSIONS, ".jsonl")):
+        if file.suffix.lower() == ".jsonl":
+            texts.extend(_jsonl_texts(file))
+            continue
+        try:
+            body = read_text(file).strip()
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{file}: cannot be read ({exc})") from None
+        if body:
+            texts.append(body)
     return texts
 
 

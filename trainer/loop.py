@@ -98,7 +98,7 @@ class GraceTrainer:
         started = time.perf_counter()
         cfg = self.config
         self.policy.eval()
-        rollout = self._rollout(batch, step)
+        rollout = self.rollout(batch, step)
         metrics: dict[str, float] = {}
         advantages = None
         if cfg.objective != Objective.CONTRASTIVE:
@@ -117,7 +117,8 @@ class GraceTrainer:
                        s_per_step=time.perf_counter() - started)
         return metrics
 
-    def _rollout(self, batch: Sequence[Any], step: int) -> Rollout:
+    def rollout(self, batch: Sequence[Any], step: int) -> Rollout:
+        """Sample this step's rationales (no gradient) with their pooled embeddings."""
         cfg = self.config
         doc = self.builders[Role.DOCUMENT].build
         common = dict(rollout_temperature=cfg.rollout_temperature, single_temperature=cfg.single_temperature,

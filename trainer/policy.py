@@ -41,11 +41,12 @@ def rationale_mask(lengths: Sequence[int], width: int, device: Any) -> Tensor:
 def forward_sequences(model: Any, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]], pad_id: int,
                       temperature: float = 1.0, spec: PoolSpec | None = None) -> SequenceOutput:
     """Run ``model`` over left-padded prompt ⊕ rationale, keeping logits of the rationale positions only."""
+    inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper hides the model
     seqs = [list(p.input_ids) + list(r) for p, r in zip(prompts, rationales)]
-    ids, attn = left_pad(seqs, pad_id, model.device)  # (N, L)
+    ids, attn = left_pad(seqs, pad_id, next(inner.parameters()).device)  # (N, L)
     width = max(1, max(len(r) for r in rationales))
     keep = min(width + 1, ids.shape[1])
-    capture = capture_layer(model, spec.layer) if spec is not None else nullcontext([])
+    capture = capture_layer(inner, spec.layer) if spec is not None else nullcontext([])
     with capture as states:
         out = model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
                     use_cache=False, logits_to_keep=keep)

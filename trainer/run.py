@@ -91,13 +91,21 @@ def retrieval_evaluator(beir_dir: str | Path, config: TrainConfig) -> Evaluator:
     return evaluate
 
 
+def _step_of(line: str) -> int | None:
+    """The step of a metrics line, or None for a line cut short by a crash."""
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return None
+
+
 class _MetricsLog:
     """Append-only JSONL of per-step metrics; on resume, lines past the restored step are dropped."""
 
     def __init__(self, path: Path, keep_until: int) -> None:
         self.path = path
         lines = path.read_text().splitlines() if path.is_file() else []
-        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= keep_until]
+        kept = [ln for ln in lines if _step_of(ln) is not None and _step_of(ln) <= keep_until]
         path.write_text("".join(ln + "\n" for ln in kept))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -137,14 +145,16 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     _evaluate(evaluator, trainer, start, result, metrics_log, when=not resume)
     _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
     _evaluate(evaluator, trainer, n_steps, result, metrics_log, when=True)
-    publish_model(trainer, out, work / "metrics.jsonl", result)
-    shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        publish_model(trainer, out, work / "metrics.jsonl", result)
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 
 def _evaluate(evaluator: Evaluator | None, trainer: GraceTrainer, step: int, result: TrainResult,
               metrics_log: _MetricsLog, when: bool) -> None:
-    if evaluator is None or not when:
+    if evaluator is None or not when or not trainer.accelerator.is_main_process:
         return
     scores = evaluator(trainer)
     log.info("eval at step %d: %s", step, scores)
@@ -157,16 +167,21 @@ def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, 
     from tqdm.auto import tqdm
 
     cfg = trainer.config
-    bar = tqdm(total=n_steps, initial=start, desc="training", unit="step", disable=not progress)
+    acc = trainer.accelerator
+    main = acc.is_main_process
+    bar = tqdm(total=n_steps, initial=start, desc="training", unit="step", disable=not (progress and main))
     for step in range(start, n_steps):
-        metrics = trainer.step(batch_for_step(data, step, cfg.batch_size, cfg.seed), step)
+        batch = batch_for_step(data, step, cfg.batch_size, cfg.seed)
+        # several processes (accelerate launch): each takes its share of the global batch
+        metrics = trainer.step(batch[acc.process_index::acc.num_processes], step)
         done = step + 1
-        metrics_log.write({"step": done, **metrics})
+        if main:
+            metrics_log.write({"step": done, **metrics})
         result.last_metrics = metrics
         bar.update(1)
         bar.set_postfix(reward=f"{metrics.get('reward_total', float('nan')):.3f}",
                         s_step=f"{metrics['s_per_step']:.1f}")
-        if cfg.save_every and done % cfg.save_every == 0 and done < n_steps:
+        if cfg.save_every and done % cfg.save_every == 0 and done < n_steps and main:
             save_checkpoint(work, done, trainer.policy, trainer.optimizer, cfg.to_dict())
         if cfg.eval_every and done % cfg.eval_every == 0 and done < n_steps:
             _evaluate(evaluator, trainer, done, result, metrics_log, when=True)

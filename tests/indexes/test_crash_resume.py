@@ -43,7 +43,6 @@ def reference(tmp_path_factory, model_dir):
     docs.mkdir()
     for name in DOCS:
         shutil.copy(EXAMPLES / name, docs / name)
-    os.environ.setdefault("GRACE_RAG_HOME", str(root / "home"))
     encoder = load_encoder(str(model_dir), {"cache": False}, "cpu", rationale_tokens=4)
     request = IndexRequest(path=docs, index_dir=root / "reference", ingest=IngestConfig(chunk_size=64, batch_size=1))
     report = index_folder(request, encoder=encoder)

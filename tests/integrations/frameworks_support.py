@@ -1,4 +1,4 @@
-"""Shared pieces of the framework tests: texts, cached encoders and a call-recording wrapper."""
+"""Shared pieces of the framework tests: texts, the cached tiny encoder and a call-recording wrapper."""
 
 import functools
 
@@ -21,13 +21,6 @@ def tiny_encoder_once():
     from grace_rag.testing import tiny_encoder
 
     return tiny_encoder(EncoderConfig(max_rationale_tokens=4, cache=False))
-
-
-@functools.lru_cache(maxsize=1)
-def real_encoder_once():
-    from grace_rag import GraceEncoder
-
-    return GraceEncoder(config=EncoderConfig(max_rationale_tokens=16), device="cpu")
 
 
 class Counting:
