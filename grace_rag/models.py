@@ -188,7 +188,14 @@ def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dty
         tokenizer = AutoTokenizer.from_pretrained(str(where))
         wid = weights_id(where)
     model.to(device=device, dtype=dtype).eval()
-    return Backbone(model=model, tokenizer=tokenizer, name=str(name_or_path), weights_id=wid)
+    return Backbone(model=model, tokenizer=tokenizer, name=display_name(name_or_path), weights_id=wid)
+
+
+def display_name(name_or_path: str | os.PathLike[str]) -> str:
+    """Aliases and hub ids as given; local paths made absolute (indexes store this name)."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    return str(path.resolve()) if name not in BUILTIN_MODELS and path.exists() else name
 
 
 def _load_adapter(where: Path, dtype: Any) -> tuple[Any, Any]:

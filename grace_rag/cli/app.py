@@ -55,4 +55,13 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
     app()
+
+
+def _quiet_libraries() -> None:
+    """The CLI draws its own progress: no weight-loading bars or info chatter from transformers."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

@@ -1,11 +1,6 @@
-"""Run the index/query/info commands as a program (for tests that kill a real indexing process)."""
+"""Run the real `grace-rag` entry point as a program (for tests that kill an indexing process)."""
 
-import typer
-
-from grace_rag.cli.index import register
-
-app = typer.Typer()
-register(app)
+from grace_rag.cli.app import main
 
 if __name__ == "__main__":
-    app()
+    main()
