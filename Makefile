@@ -29,8 +29,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# the measurement report (hours on a 2-core CPU; results are cached in benchmarks/results/)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/encode_speed.py
+	$(BIN)/python -m benchmarks.report --queries 20 --corpus 200 --sts-pairs 100
+	$(BIN)/python benchmarks/encode_speed.py --docs 16 --lengths 0 32 64 --batches 8 16
 
 constraints: $(STAMP)
 	@{ echo "# Versions verified on this project's machines (Python 3.11, CPU). Regenerate: make constraints"; \
