@@ -20,7 +20,7 @@ from grace_rag.errors import choice_error
 from grace_rag.generation import GenerationSettings, HFGenerator, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
 from grace_rag.prompts import PromptBuilder
-from grace_rag.representation import PoolSpec, forward_pool
+from grace_rag.representation import PoolSpec, fill_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -160,21 +160,15 @@ class GraceEncoder:
         with self._progress(len(prompts)) as bar:
             self.generator.progress = bar if isinstance(self.generator, HFGenerator) else None
             rationales = self.generator.generate(prompts, self.settings, self.pool_spec)
-        if any(r.embedding is None for r in rationales):  # backend generated text only
-            vecs = self._forward([p.input_ids + r.token_ids for p, r in zip(prompts, rationales)], [p.pool_start for p in prompts])
-            for r, v in zip(rationales, vecs):
-                r.embedding = v
+        fill_embeddings(self.backbone.model, prompts, rationales, self.pool_spec, self._pad_id(), self.config.batch_size)
         result = {key: (r.text, np.asarray(r.embedding, dtype=np.float32)) for (key, _), r in zip(todo, rationales)}
         if self._cache is not None:
             self._cache.put_many(self.fingerprint, role.value, [(k, rat, vec) for k, (rat, vec) in result.items()])
         return result
 
-    def _forward(self, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
-        pad = getattr(self.generator, "pad_id", None) or self.backbone.tokenizer.pad_token_id or 0
-        out = []
-        for i in range(0, len(sequences), self.config.batch_size):
-            out.append(forward_pool(self.backbone.model, sequences[i : i + self.config.batch_size], starts[i : i + self.config.batch_size], self.pool_spec, pad).cpu().numpy())
-        return np.concatenate(out)
+    def _pad_id(self) -> int:
+        pad = getattr(self.generator, "pad_id", None)
+        return int(pad if pad is not None else self.backbone.tokenizer.pad_token_id or 0)
 
     def _progress(self, total: int) -> Any:
         from tqdm.auto import tqdm

@@ -84,3 +84,20 @@ def forward_pool(
         model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn), use_cache=False, logits_to_keep=1)
     hidden = states[0].float()  # (B, T, D)
     return normalize(pool(hidden, pooling_mask(attn, starts), spec.pooling))  # (B, D)
+
+
+def fill_embeddings(
+    model: Any, prompts: Sequence[Any], rationales: Sequence[Any], spec: PoolSpec, pad_id: int, batch_size: int = 16
+) -> None:
+    """Give every rationale an embedding: a backend that only writes text (vLLM) is pooled here.
+
+    ``prompts`` are PromptIds, ``rationales`` the generator's Rationale objects (updated in place).
+    """
+    missing = [i for i, r in enumerate(rationales) if r.embedding is None]
+    for start in range(0, len(missing), batch_size):
+        rows = missing[start : start + batch_size]
+        vectors = forward_pool(
+            model, [prompts[i].input_ids + rationales[i].token_ids for i in rows], [prompts[i].pool_start for i in rows], spec, pad_id
+        )
+        for i, vector in zip(rows, vectors.cpu().numpy()):
+            rationales[i].embedding = vector

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from grace_rag.generation import GenerationSettings, Rationale, RationaleGenerator
 from grace_rag.prompts import PromptIds
-from grace_rag.representation import PoolSpec, forward_pool
+from grace_rag.representation import PoolSpec, fill_embeddings
 
 from .data import Triplet
 
@@ -78,12 +78,9 @@ class Sampler:
     def sample(self, prompts: Sequence[PromptIds], temperature: float, seed: int) -> Sampled:
         settings = GenerationSettings(max_new_tokens=self.max_new_tokens, temperature=temperature, seed=seed)
         rationales = self.generator.generate(list(prompts), settings, self.spec)
-        if any(r.embedding is None for r in rationales):  # a backend that only writes text
-            vectors = forward_pool(self.model, [p.input_ids + r.token_ids for p, r in zip(prompts, rationales)],
-                                   [p.pool_start for p in prompts], self.spec, self.pad_id)
-        else:
-            vectors = torch.from_numpy(np.stack([r.embedding for r in rationales]))
-        return Sampled(list(prompts), rationales, vectors.float().cpu())
+        fill_embeddings(self.model, prompts, rationales, self.spec, self.pad_id)
+        vectors = torch.from_numpy(np.stack([r.embedding for r in rationales]))
+        return Sampled(list(prompts), rationales, vectors.float())
 
 
 def negatives_per_row(batch: Sequence[Triplet], limit: int) -> int:

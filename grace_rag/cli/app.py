@@ -43,9 +43,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from grace_rag.cli import encode, eval, index
+    from grace_rag.cli import encode, eval, index, train
 
-    for module in (index, encode, eval):
+    for module in (index, encode, eval, train):
         module.register(app)
 
 
