@@ -31,7 +31,7 @@ test: $(STAMP)
 
 # the measurement report (hours on a 2-core CPU; results are cached in benchmarks/results/)
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.report --queries 20 --corpus 200 --sts-pairs 100
+	$(BIN)/python -m benchmarks.report --queries 20 --corpus 200 --sts-pairs 100 --speed-docs 8 --speed-queries 5
 	$(BIN)/python benchmarks/encode_speed.py --docs 16 --lengths 0 32 64 --batches 8 16
 
 constraints: $(STAMP)
