@@ -44,3 +44,15 @@ def real_encoder(real_backbone):
     from grace_rag.encoder import GraceEncoder
 
     return GraceEncoder.from_backbone(real_backbone, EncoderConfig(max_rationale_tokens=16, cache=False))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """The tiny random Llama saved as a Hugging Face model directory (loads like any local model)."""
+    from grace_rag.testing import tiny_backbone
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    backbone = tiny_backbone()
+    backbone.model.save_pretrained(path)
+    backbone.tokenizer.save_pretrained(path)
+    return path

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from grace_rag.errors import DataError
+from grace_rag.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -22,24 +22,6 @@ class Triplet:
     positive: str
     negatives: tuple[str, ...]
 
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; malformed JSON -> DataError."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
 
 
 def _text_field(obj: dict[str, Any], key: str, where: str) -> str:
@@ -70,7 +52,7 @@ def load_triplets(path: str | Path) -> list[Triplet]:
     """Read ``{"query", "positive", "negative"}`` JSONL; ``negative`` is a string or a list."""
     path = Path(path)
     triplets = []
-    for lineno, obj in _jsonl_records(path):
+    for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
         triplets.append(Triplet(_text_field(obj, "query", where), _text_field(obj, "positive", where),
                                 _negatives(obj, where)))
@@ -82,7 +64,7 @@ def load_triplets(path: str | Path) -> list[Triplet]:
 
 def _read_beir_corpus(path: Path) -> dict[str, str]:
     corpus = {}
-    for lineno, obj in _jsonl_records(path):
+    for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
         if "_id" not in obj:
             raise DataError(f"{where}: missing field '_id'")
@@ -96,7 +78,7 @@ def _read_beir_corpus(path: Path) -> dict[str, str]:
 
 def _read_beir_queries(path: Path) -> dict[str, str]:
     queries = {}
-    for lineno, obj in _jsonl_records(path):
+    for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
         if "_id" not in obj:
             raise DataError(f"{where}: missing field '_id'")
@@ -206,7 +188,7 @@ def _folder_texts(root: Path) -> list[str]:
 
 
 def _jsonl_texts(path: Path) -> list[str]:
-    return [_text_field(obj, "text", f"{path}:{n}") for n, obj in _jsonl_records(path)]
+    return [_text_field(obj, "text", f"{path}:{n}") for n, obj in read_jsonl(path)]
 
 
 def load_supervised(path: str | Path, negatives_per_query: int = 1) -> list[Triplet]:

@@ -8,7 +8,6 @@ A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.j
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import DataError
+from grace_rag.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +62,11 @@ def _fail(path: Path, line: int, what: str) -> DataError:
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line of a JSON Lines file."""
+    """Yield ``(line number, object)`` for each non-blank line of a BEIR JSON Lines file."""
     if not path.is_file():
         raise DataError(f"{path}: file not found; a BEIR dataset folder needs corpus.jsonl, "
                         "queries.jsonl and qrels/<split>.tsv")
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise _fail(path, number, f"invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise _fail(path, number, "expected a JSON object per line")
-            yield number, record
+    yield from read_jsonl(path)
 
 
 def _string_field(record: dict[str, Any], key: str, path: Path, line: int,

@@ -14,17 +14,6 @@ DOCS = ["honeybees.html", "volcanoes.txt", "python_decorators.md"]
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from grace_rag.testing import tiny_backbone
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    backbone = tiny_backbone()
-    backbone.model.save_pretrained(path)
-    backbone.tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture
 def docs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GRACE_RAG_HOME", str(tmp_path / "home"))

@@ -25,17 +25,6 @@ OPTIONS = ["--rationale-tokens", "4", "--batch-size", "1", "--chunk-size", "64",
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from grace_rag.testing import tiny_backbone
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    backbone = tiny_backbone()
-    backbone.model.save_pretrained(path)
-    backbone.tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def reference(tmp_path_factory, model_dir):
     """An uninterrupted run (in-process, same model and settings)."""
     root = tmp_path_factory.mktemp("crash")
