@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from grace_rag.config import parse_choice
 from grace_rag.errors import ConfigError, choice_error
 
 try:
@@ -96,10 +97,10 @@ class TrainConfig:
     eval_queries: int = _f(50, "queries in the evaluation subset (their positives, BM25 distractors, random fill)")
 
     def __post_init__(self) -> None:
-        self.mode = _enum(Mode, self.mode, "mode")
-        self.objective = _enum(Objective, self.objective, "objective")
-        self.estimator = _enum(Estimator, self.estimator, "estimator")
-        self.reward_variant = _enum(RewardVariant, self.reward_variant, "reward variant")
+        self.mode = parse_choice(Mode, self.mode, "mode")
+        self.objective = parse_choice(Objective, self.objective, "objective")
+        self.estimator = parse_choice(Estimator, self.estimator, "estimator")
+        self.reward_variant = parse_choice(RewardVariant, self.reward_variant, "reward variant")
         self._check()
 
     def _check(self) -> None:
@@ -172,15 +173,6 @@ class TrainConfig:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-
-
-def _enum(kind: type[enum.Enum], value: Any, what: str) -> Any:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind(str(value).lower())
-    except ValueError:
-        raise choice_error(what, value, [m.value for m in kind]) from None
 
 
 def load_config(path: str | Path) -> TrainConfig:

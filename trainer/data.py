@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,67 +61,14 @@ def load_triplets(path: str | Path) -> list[Triplet]:
     return triplets
 
 
-def _read_beir_corpus(path: Path) -> dict[str, str]:
-    corpus = {}
-    for lineno, obj in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        if "_id" not in obj:
-            raise DataError(f"{where}: missing field '_id'")
-        title = obj.get("title") or ""
-        text = obj.get("text")
-        if not isinstance(text, str) or not isinstance(title, str):
-            raise DataError(f"{where}: fields 'title' and 'text' must be strings")
-        corpus[str(obj["_id"])] = f"{title} {text}".strip()
-    return corpus
-
-
-def _read_beir_queries(path: Path) -> dict[str, str]:
-    queries = {}
-    for lineno, obj in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        if "_id" not in obj:
-            raise DataError(f"{where}: missing field '_id'")
-        queries[str(obj["_id"])] = _text_field(obj, "text", where)
-    return queries
-
-
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """``query-id<TAB>corpus-id<TAB>score`` with an optional header -> {qid: {docid: score}}."""
-    if not path.is_file():
-        raise DataError(f"{path}: qrels file not found")
-    qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        for lineno, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-            if not row or (lineno == 1 and row[0] == "query-id"):
-                continue
-            if len(row) < 3:
-                raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(row)}")
-            try:
-                score = int(float(row[2]))
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
-            qrels.setdefault(row[0], {})[row[1]] = score
-    return qrels
-
-
-def load_beir(folder: str | Path, split: str = "train") -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """Read a BEIR folder: (corpus {id: "title text"}, queries {id: text}, qrels of ``split``)."""
-    folder = Path(folder)
-    for name in ("corpus.jsonl", "queries.jsonl"):
-        if not (folder / name).is_file():
-            raise DataError(f"{folder}: not a BEIR folder (missing {name}; expected corpus.jsonl, "
-                            f"queries.jsonl and qrels/<split>.tsv)")
-    corpus = _read_beir_corpus(folder / "corpus.jsonl")
-    queries = _read_beir_queries(folder / "queries.jsonl")
-    qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
-    return corpus, queries, qrels
-
-
 def beir_triplets(folder: str | Path, split: str = "train", negatives_per_query: int = 1) -> list[Triplet]:
     """Triplets from a BEIR folder: each relevant (query, doc) pair with the top BM25 non-relevant docs."""
     import bm25s
 
-    corpus, queries, qrels = load_beir(folder, split)
+    from grace_rag.evaluation.datasets import load_beir
+
+    dataset = load_beir(folder, split)
+    corpus, queries, qrels = dataset.corpus, dataset.queries, dataset.qrels
     doc_ids = list(corpus)
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([corpus[d] for d in doc_ids], stopwords="en", show_progress=False),
@@ -169,7 +115,9 @@ def load_texts(path: str | Path) -> list[str]:
 
 def _folder_texts(root: Path) -> list[str]:
     if (root / "corpus.jsonl").is_file():
-        return list(_read_beir_corpus(root / "corpus.jsonl").values())
+        from grace_rag.evaluation.datasets import read_corpus
+
+        return list(read_corpus(root / "corpus.jsonl").values())
     from grace_rag.indexes.ingest import scan_folder
     from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
 

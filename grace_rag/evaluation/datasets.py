@@ -96,6 +96,11 @@ def _read_texts(path: Path, with_title: bool) -> dict[str, str]:
     return texts
 
 
+def read_corpus(path: str | Path) -> dict[str, str]:
+    """A BEIR ``corpus.jsonl``: {id: title + " " + text}."""
+    return _read_texts(Path(path), with_title=True)
+
+
 def _read_qrels(path: Path) -> list[tuple[int, str, str, int]]:
     """Read ``(line, query id, doc id, score)`` rows, skipping a ``query-id`` header."""
     rows = []
