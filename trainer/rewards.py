@@ -57,11 +57,7 @@ def hard_negative_reward(q: Tensor, pos: Tensor) -> Tensor:
 
 def hard_negative_reward_per_rollout(q: Tensor, pos: Tensor) -> Tensor:
     """Variant: ``- mean_{j != i} sim(q_j, pos_ik)``: each rollout against the other queries.  (B, K)"""
-    b, k, _ = pos.shape
-    if b < 2:
-        return pos.new_zeros(b, k)
-    sims = torch.einsum("jd,ikd->ijk", q, pos)  # (B_i, B_j, K)
-    return -_mean_over_others(sims)
+    return _against_other_contexts(q, pos)
 
 
 def self_alignment_reward(anchor: Tensor, x: Tensor) -> Tensor:
@@ -71,10 +67,15 @@ def self_alignment_reward(anchor: Tensor, x: Tensor) -> Tensor:
 
 def inbatch_anchor_reward(anchor: Tensor, x: Tensor) -> Tensor:
     """Unsupervised in-batch term: ``- mean_{j != i} sim(x_ik, anchor_j)``; varies with k.  (B, K)"""
+    return _against_other_contexts(anchor, x)
+
+
+def _against_other_contexts(context: Tensor, x: Tensor) -> Tensor:
+    """``- mean_{j != i} sim(context_j, x_ik)``: each rollout against the other groups' contexts.  (B, K)"""
     b, k, _ = x.shape
     if b < 2:
         return x.new_zeros(b, k)
-    sims = torch.einsum("jd,ikd->ijk", anchor, x)  # (B_i, B_j, K)
+    sims = torch.einsum("jd,ikd->ijk", context, x)  # (B_i, B_j, K)
     return -_mean_over_others(sims)
 
 

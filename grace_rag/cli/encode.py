@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from grace_rag.cli.options import DEFAULT_MODEL_NAME, DeviceOpt, JsonOpt, ModelOpt, RationaleTokensOpt
+from grace_rag.cli.options import DeviceOpt, JsonOpt, ModelOpt, RationaleTokensOpt
 from grace_rag.config import EncoderConfig, Role
+from grace_rag.models import DEFAULT_MODEL
 
 
 def explain(
     texts: Annotated[list[str], typer.Argument(help="Texts to explain.")],
-    model: ModelOpt = DEFAULT_MODEL_NAME,
+    model: ModelOpt = DEFAULT_MODEL,
     role: Annotated[Role, typer.Option(help="Encode as a query or a document.")] = Role.DOCUMENT,
     rationale_tokens: RationaleTokensOpt = None,
     device: DeviceOpt = "auto",

@@ -6,15 +6,10 @@ from typing import Annotated
 
 import typer
 
-from grace_rag.models import DEFAULT_MODEL
-
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Built-in alias, model directory or .gguf file.")]
 RationaleTokensOpt = Annotated[
     int | None, typer.Option("--rationale-tokens", min=0, help="Rationale length in tokens (0 = plain pooling).")
 ]
-BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Texts per model batch.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-DEFAULT_MODEL_NAME = DEFAULT_MODEL
