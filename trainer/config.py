@@ -80,6 +80,7 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "maximum global gradient norm (0: no clipping)")
     steps: int | None = _f(None, "optimiser steps (None: run `epochs` passes over the data)")
     epochs: int = _f(1, "passes over the data when `steps` is not set")
+    max_minutes: float | None = _f(None, "wall-clock budget: stop after the step that passes it and save (None: no limit)")
     grad_accum: int = _f(1, "micro-batches per step; gradients accumulate (B must be divisible)")
     lora: bool = _f(False, "train a LoRA adapter (peft) instead of all weights")
     lora_rank: int = _f(16, "LoRA rank r")
@@ -131,6 +132,7 @@ class TrainConfig:
         need(self.weight_decay >= 0 and self.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
         need(self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.max_minutes is None or self.max_minutes > 0, f"max_minutes must be > 0, got {self.max_minutes}")
         need(self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
              f"grad_accum ({self.grad_accum}) must be >= 1 and divide batch_size ({self.batch_size})")
         need(self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")

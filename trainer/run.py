@@ -28,7 +28,7 @@ from .loop import GraceTrainer
 log = logging.getLogger(__name__)
 
 #: settings that may change between a run and its resumption
-RESUMABLE_CHANGES = {"steps", "epochs", "save_every", "eval_every", "output_dir", "mixed_precision",
+RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "save_every", "eval_every", "output_dir", "mixed_precision",
                      "eval_split", "eval_queries"}
 
 Evaluator = Callable[[GraceTrainer], dict[str, float]]
@@ -143,8 +143,8 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     metrics_log = _MetricsLog(work / "metrics.jsonl", keep_until=start)
     result = TrainResult(out, n_steps, {})
     _evaluate(evaluator, trainer, start, result, metrics_log, when=not resume)
-    _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
-    _evaluate(evaluator, trainer, n_steps, result, metrics_log, when=True)
+    result.steps = _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
+    _evaluate(evaluator, trainer, result.steps, result, metrics_log, when=True)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         publish_model(trainer, out, work / "metrics.jsonl", result)
@@ -163,13 +163,18 @@ def _evaluate(evaluator: Evaluator | None, trainer: GraceTrainer, step: int, res
 
 
 def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, work: Path,
-          metrics_log: _MetricsLog, evaluator: Evaluator | None, result: TrainResult, progress: bool) -> None:
+          metrics_log: _MetricsLog, evaluator: Evaluator | None, result: TrainResult, progress: bool) -> int:
+    """Run steps ``start..n_steps`` (or until ``max_minutes`` of this process have passed); return the last step."""
+    import time
+
     from tqdm.auto import tqdm
 
     cfg = trainer.config
     acc = trainer.accelerator
     main = acc.is_main_process
     bar = tqdm(total=n_steps, initial=start, desc="training", unit="step", disable=not (progress and main))
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
+    done = start
     for step in range(start, n_steps):
         batch = batch_for_step(data, step, cfg.batch_size, cfg.seed)
         # several processes (accelerate launch): each takes its share of the global batch
@@ -185,7 +190,21 @@ def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, 
             save_checkpoint(work, done, trainer.policy, trainer.optimizer, cfg.to_dict())
         if cfg.eval_every and done % cfg.eval_every == 0 and done < n_steps:
             _evaluate(evaluator, trainer, done, result, metrics_log, when=True)
+        if deadline is not None and done < n_steps and _all_agree_past(acc, deadline):
+            log.info("max_minutes (%s) reached after step %d of %d", cfg.max_minutes, done, n_steps)
+            break
     bar.close()
+    return done
+
+
+def _all_agree_past(acc: Any, deadline: float) -> bool:
+    """Whether any process has passed ``deadline``; every process calls this each step, so all stop together."""
+    import time
+
+    import torch
+
+    flag = torch.tensor([float(time.monotonic() >= deadline)], device=acc.device)
+    return bool(acc.reduce(flag, reduction="max").item() > 0)
 
 
 def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: TrainResult) -> Path:

@@ -25,6 +25,7 @@ def train_command(
     unsupervised: Annotated[bool, typer.Option("--unsupervised", help="Train on a plain corpus (self-alignment rewards).")] = False,
     model: Annotated[Optional[str], typer.Option("--model", help=_help("model"))] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help=_help("steps"))] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help=_help("max_minutes"))] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help=_help("batch_size"))] = None,
     rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-k", help=_help("rollouts"))] = None,
     max_rationale_tokens: Annotated[Optional[int], typer.Option("--max-rationale-tokens", help=_help("max_rationale_tokens"))] = None,
@@ -47,7 +48,7 @@ def train_command(
     base = load_config(config) if config is not None else TrainConfig()
     cfg = base.replace(
         mode="unsupervised" if unsupervised else None, output_dir=str(out) if out else None, model=model,
-        steps=steps, batch_size=batch_size, rollouts=rollouts, max_rationale_tokens=max_rationale_tokens,
+        steps=steps, max_minutes=max_minutes, batch_size=batch_size, rollouts=rollouts, max_rationale_tokens=max_rationale_tokens,
         max_input_tokens=max_input_tokens, estimator=estimator, objective=objective, lora=lora,
         learning_rate=learning_rate, seed=seed,
     )

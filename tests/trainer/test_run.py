@@ -88,3 +88,20 @@ def _one_line(tmp_path):
     path = tmp_path / "one.jsonl"
     path.write_text('{"query": "q", "positive": "p", "negative": "n"}\n')
     return path
+
+
+def test_max_minutes_stops_at_a_step_boundary_and_publishes(tmp_path, triplet_file, monkeypatch):
+    import time
+
+    clock = iter(range(0, 10_000, 30))  # every reading of the clock is 30 s after the previous one
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))
+    out = tmp_path / "m"
+    # deadline = first reading + 60 s; the check after step 1 reads +30 s, after step 2 +60 s: stop there
+    result = train(TrainConfig(**{**TINY, "steps": 10}, max_minutes=1.0, output_dir=str(out)), triplet_file,
+                   backbone=tiny_backbone(), progress=False,
+                   evaluator=lambda trainer: {"ndcg@10": 0.0})
+    assert result.steps == 2
+    assert [e["step"] for e in result.evals] == [0, 2]
+    steps = [json.loads(line).get("step") for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 2]
+    assert json.loads((out / "grace_train.json").read_text())["steps"] == 2
