@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from grace_rag.errors import ConfigError, DataError
 from grace_rag.models import Backbone
@@ -165,8 +167,6 @@ def _evaluate(evaluator: Evaluator | None, trainer: GraceTrainer, step: int, res
 def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, work: Path,
           metrics_log: _MetricsLog, evaluator: Evaluator | None, result: TrainResult, progress: bool) -> int:
     """Run steps ``start..n_steps`` (or until ``max_minutes`` of this process have passed); return the last step."""
-    import time
-
     from tqdm.auto import tqdm
 
     cfg = trainer.config
@@ -199,10 +199,6 @@ def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, 
 
 def _all_agree_past(acc: Any, deadline: float) -> bool:
     """Whether any process has passed ``deadline``; every process calls this each step, so all stop together."""
-    import time
-
-    import torch
-
     flag = torch.tensor([float(time.monotonic() >= deadline)], device=acc.device)
     return bool(acc.reduce(flag, reduction="max").item() > 0)
 
