@@ -54,6 +54,8 @@ def eval_command(
         help="Evaluate a seeded subset: N queries (retrieval) or N pairs (STS).")] = None,
     corpus_size: Annotated[int | None, typer.Option(
         help="Documents in a retrieval subset (default 10 x --subset).")] = None,
+    distractors: Annotated[int, typer.Option(
+        help="BM25 distractors per query in a retrieval subset (then random fill).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the subset sample.")] = 0,
     rationale_tokens: Annotated[int | None, typer.Option(
         help="GraceEncoder rationale length; 0 embeds the text alone.")] = None,
@@ -67,7 +69,7 @@ def eval_command(
 
     request = EvalRequest(
         dataset=dataset_dir, models=model or ["default"], split=split, subset=subset,
-        corpus_size=corpus_size, seed=seed,
+        corpus_size=corpus_size, distractors=distractors, seed=seed,
         grace=GraceSettings(rationale_tokens=rationale_tokens,
                             pooling=pooling.value if pooling else None,
                             layer=layer.value if layer else None),

@@ -101,6 +101,7 @@ class EvalRequest:
     split: str = "test"
     subset: int | None = None  # queries (retrieval) or pairs (STS); None = the whole split
     corpus_size: int | None = None
+    distractors: int = 5  # BM25 distractors per query in a retrieval subset
     seed: int = 0
     grace: GraceSettings = field(default_factory=GraceSettings)
 
@@ -115,13 +116,13 @@ def prepare_dataset(request: EvalRequest) -> BeirDataset | StsDataset:
     """Load the dataset of ``request`` and cut the requested subset."""
     dataset = load_dataset(request.dataset, request.split)
     if request.subset is None:
-        if request.corpus_size is not None:
-            raise ConfigError("--corpus-size applies to a subset; pass --subset N as well")
+        if request.corpus_size is not None or request.distractors != EvalRequest.distractors:
+            raise ConfigError("--corpus-size and --distractors apply to a subset; pass --subset N as well")
         return dataset
     if isinstance(dataset, StsDataset):
         return subset_sts(dataset, request.subset, request.seed)
     spec = SubsetSpec(n_queries=request.subset, corpus_size=request.corpus_size,
-                      seed=request.seed)
+                      distractors_per_query=request.distractors, seed=request.seed)
     return build_subset(dataset, spec)
 
 

@@ -48,6 +48,15 @@ def test_out_file_and_subset(app, beir_dir: Path, tmp_path: Path):
     assert "ndcg@10" in result.output and "bm25" in result.output  # the table
     payload = json.loads(out.read_text())
     assert payload["subset"]["queries"] == 4 and payload["subset"]["documents"] == 30
+    assert payload["subset"]["distractors_per_query"] == 5
+
+
+def test_distractors_option_reaches_the_subset(app, beir_dir: Path):
+    result = invoke(app, str(beir_dir), "-m", "bm25", "--subset", "4", "--corpus-size", "30",
+                    "--distractors", "1", "--json")
+    assert result.exit_code == 0, result.output
+    subset = json.loads(result.output)["subset"]
+    assert subset["distractors_per_query"] == 1 and subset["bm25_distractors"] <= 4
 
 
 def test_sts_folder(app, sts_file: Path, monkeypatch, bow):

@@ -83,3 +83,5 @@ def test_run_eval_records_the_subset(beir_dir: Path):
 def test_corpus_size_without_subset_is_rejected(beir_dir: Path):
     with pytest.raises(ConfigError, match="pass --subset"):
         run_eval(EvalRequest(dataset=beir_dir, models=["bm25"], corpus_size=10))
+    with pytest.raises(ConfigError, match="pass --subset"):
+        run_eval(EvalRequest(dataset=beir_dir, models=["bm25"], distractors=1))
