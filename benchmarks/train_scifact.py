@@ -88,7 +88,7 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     with open(Path(args.out) / "metrics.jsonl") as handle:
         rows = [json.loads(line) for line in handle if '"s_per_step"' in line]
-    emit(stage="train", steps=result.steps, train_s=elapsed, s_per_step=sum(r["s_per_step"] for r in rows) / len(rows),
+    emit(stage="train", steps=result.steps, train_s=elapsed, s_per_step=_mean(rows, "s_per_step"),
          first_reward=rows[0].get("reward_total"), last_reward=rows[-1].get("reward_total"),
          config={k: v for k, v in cfg.to_dict().items() if k in ("objective", "estimator", "reward_variant", "learning_rate", "mode", "batch_size", "rollouts",
                                    "max_rationale_tokens", "max_input_tokens", "length_penalty", "lora")},
