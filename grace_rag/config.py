@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -23,6 +25,8 @@ class Pooling(str, Enum):
     MEAN = "mean"  # masked mean over every valid token after the system prefix (paper)
     LAST = "last"  # the last valid token (EOS-style)
     MAX = "max"  # element-wise max over the same tokens as MEAN
+    RATIONALE = "rationale"  # mean over the rationale tokens only (the text's mean when there is none)
+    BALANCED = "balanced"  # 1/2 mean over the text + 1/2 mean over the rationale (segment-balanced)
 
 
 class Layer(str, Enum):
@@ -63,16 +67,54 @@ def _help(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def track_explicit(cls: type) -> type:
+    """Record which fields a dataclass instance was given explicitly (like pydantic's ``model_fields_set``).
+
+    A model directory carries its own encoder settings (``grace_encoder.json``); settings the
+    caller passed explicitly override them, the others follow the model.
+    """
+    init = cls.__init__
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        object.__setattr__(self, "_explicit", frozenset(names[: len(args)]) | frozenset(kwargs))
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+@track_explicit
 @dataclass
 class EncoderConfig:
-    """Settings of a GraceEncoder. Every field has a default and a one-line help."""
+    """Settings of a GraceEncoder. Every field has a default and a one-line help.
+
+    Fields not passed explicitly follow the model's own settings (``grace_encoder.json`` in a
+    model directory, or a built-in model's table) when a GraceEncoder is built; see ``resolve``.
+    """
 
     max_rationale_tokens: int = _help(
-        "Rationale length in new tokens; 0 = no rationale (plain pooling, the paper's base row).",
+        "Rationale length in new tokens for documents (and queries unless query_rationale_tokens is set); "
+        "0 = no rationale (plain pooling, the paper's base row).",
         default=32,
     )
+    query_rationale_tokens: int | None = _help(
+        "Rationale length for queries (None: same as max_rationale_tokens). A query's rationale is its latency.",
+        default=None,
+    )
     max_input_tokens: int = _help("Input texts longer than this many tokens are truncated.", default=512)
-    pooling: Pooling = _help("Pooling: mean (paper), last (EOS token) or max.", default=Pooling.MEAN)
+    pooling: Pooling = _help(
+        "Pooling: mean (paper), last (EOS token), max, rationale (rationale tokens only) or "
+        "balanced (1/2 text mean + 1/2 rationale mean).", default=Pooling.MEAN)
     layer: Layer = _help("Hidden layer to pool: last or penultimate.", default=Layer.LAST)
     query_instruction: str = _help("System prompt for queries.", default=DEFAULT_INSTRUCTION)
     document_instruction: str = _help("System prompt for documents.", default=DEFAULT_INSTRUCTION)
@@ -86,30 +128,84 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         self.pooling = parse_choice(Pooling, self.pooling, "pooling")
         self.layer = parse_choice(Layer, self.layer, "layer")
-        for name in ("max_rationale_tokens", "max_input_tokens", "batch_size"):
+        for name, low in (("max_rationale_tokens", 0), ("max_input_tokens", 1), ("batch_size", 1)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.batch_size < 1 or self.max_input_tokens < 1:
-            raise ConfigError("batch_size and max_input_tokens must be at least 1")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+            if not _is_int(value) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.query_rationale_tokens is not None and (not _is_int(self.query_rationale_tokens)
+                                                        or self.query_rationale_tokens < 0):
+            raise ConfigError(f"query_rationale_tokens must be None or an integer >= 0, got {self.query_rationale_tokens!r}")
+        for name in ("query_instruction", "document_instruction"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{name} must be a non-empty string (the system prompt), got {value!r}")
+        if not _is_number(self.temperature) or self.temperature < 0:
+            raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise ConfigError(f"seed must be None or an integer, got {self.seed!r}")
+        for name in ("cache", "show_progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> EncoderConfig:
+        """The paper's settings (method.md): 256-token rationales for queries and documents,
+        last-layer mean pooling, one instruction. Every field is explicit, so a model's own
+        settings never replace them."""
+        values = {f.name: f.default for f in dataclasses.fields(cls)}
+        values.update(max_rationale_tokens=256, query_rationale_tokens=None, pooling=Pooling.MEAN, layer=Layer.LAST)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """Names of the fields given explicitly when this config was built."""
+        return getattr(self, "_explicit", frozenset())
+
+    def resolve(self, model_settings: dict[str, Any]) -> EncoderConfig:
+        """This config with the model's settings filling every field not given explicitly."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(model_settings) - valid)
+        if unknown:
+            raise ConfigError(f"the model's settings name unknown field(s) {', '.join(unknown)}; "
+                              "upgrade grace-rag to read this model")
+        values = self.to_dict()
+        values.update({k: v for k, v in model_settings.items() if k not in self.explicit})
+        return type(self)(**values)
+
+    def with_changes(self, **changes: Any) -> EncoderConfig:
+        """A copy with some fields changed; those become explicit, the others keep their status."""
+        new = dataclasses.replace(self, **changes)
+        object.__setattr__(new, "_explicit", self.explicit | frozenset(changes))
+        return new
+
+    def rationale_tokens(self, role: Role) -> int:
+        """The rationale length used for ``role``."""
+        if role is Role.QUERY and self.query_rationale_tokens is not None:
+            return self.query_rationale_tokens
+        return self.max_rationale_tokens
 
     def instruction(self, role: Role) -> str:
         return self.query_instruction if role is Role.QUERY else self.document_instruction
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able settings (enums as their string values)."""
-        out = dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["pooling"] = self.pooling.value
         out["layer"] = self.layer.value
         return out
 
     def identity(self) -> dict[str, Any]:
-        """The settings that change a vector (what the fingerprint covers)."""
+        """The settings that change a vector (what the fingerprint covers).
+
+        A setting at its neutral value is left out (``query_rationale_tokens=None``), so
+        fingerprints of indexes built before the setting existed stay valid.
+        """
         out = self.to_dict()
         for key in ("batch_size", "cache", "show_progress"):
             out.pop(key)
+        if out["query_rationale_tokens"] is None:
+            out.pop("query_rationale_tokens")
         return out

@@ -1,6 +1,9 @@
 """GraceEncoder: texts -> rationales -> L2-normalised vectors, with a SQLite cache.
 
-text → prompt (PromptBuilder) → rationale + pooled states (generator) → normalised vector
+text → prompt (PromptBuilder) → rationale + pooled, normalised vector (Representer) → cache
+
+Settings: the model's own (``grace_encoder.json`` or the built-in table) fill every
+``EncoderConfig`` field the caller did not pass explicitly.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import numpy as np
 from grace_rag.cache import RationaleCache, text_key
 from grace_rag.config import EncoderConfig, Role, check_device, parse_choice
 from grace_rag.errors import choice_error
-from grace_rag.generation import GenerationSettings, HFGenerator, RationaleGenerator
+from grace_rag.generation import GenerationSettings, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
 from grace_rag.prompts import PromptBuilder
-from grace_rag.representation import PoolSpec, fill_embeddings
+from grace_rag.representation import PoolSpec, Representer
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ def check_texts(texts: Any) -> list[str]:
 def make_generator(backend: str, model: str, backbone: Backbone, batch_size: int) -> RationaleGenerator:
     """The rationale generator for ``backend``: 'hf' (fused generation + pooling) or 'vllm'."""
     if backend == "hf":
+        from grace_rag.hf_generation import HFGenerator
+
         return HFGenerator(backbone.model, backbone.tokenizer, batch_size)
     if backend == "vllm":
         from grace_rag.models import resolve
@@ -86,20 +91,22 @@ class GraceEncoder:
         cache: RationaleCache | None = None,
         backend: str = "hf",
     ) -> None:
-        self.config = config or EncoderConfig()
         self.device = resolve_device(device)
         self.backbone = backbone or load_backbone(model, device=self.device)
+        self.config = (config or EncoderConfig()).resolve(self.backbone.settings)
         self.model_name = self.backbone.name
         self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size)
         tokenizer = self.backbone.tokenizer
         self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
         self.pool_spec = PoolSpec(self.config.pooling, self.config.layer)
-        self.settings = GenerationSettings(
-            max_new_tokens=self.config.max_rationale_tokens,
+        self.representer = Representer(self.backbone.model, tokenizer, self.pool_spec, self.generator,
+                                       self.config.batch_size)
+        self.settings = {role: GenerationSettings(
+            max_new_tokens=self.config.rationale_tokens(role),
             temperature=self.config.temperature,
             top_p=self.config.top_p,
             seed=self.config.seed,
-        )
+        ) for role in Role}
         self.fingerprint = self._fingerprint()
         self._cache = cache if cache is not None else (RationaleCache(grace_home() / "cache.sqlite") if self.config.cache else None)
 
@@ -158,17 +165,12 @@ class GraceEncoder:
         builder = self.builders[role]
         prompts = [builder.build(text) for _, text in todo]
         with self._progress(len(prompts)) as bar:
-            self.generator.progress = bar if isinstance(self.generator, HFGenerator) else None
-            rationales = self.generator.generate(prompts, self.settings, self.pool_spec)
-        fill_embeddings(self.backbone.model, prompts, rationales, self.pool_spec, self._pad_id(), self.config.batch_size)
-        result = {key: (r.text, np.asarray(r.embedding, dtype=np.float32)) for (key, _), r in zip(todo, rationales)}
+            rationales, vectors = self.representer.represent(prompts, self.settings[role], progress=bar.update)
+        array = vectors.numpy().astype(np.float32, copy=False)  # (n, D)
+        result = {key: (r.text, array[i]) for i, ((key, _), r) in enumerate(zip(todo, rationales))}
         if self._cache is not None:
             self._cache.put_many(self.fingerprint, role.value, [(k, rat, vec) for k, (rat, vec) in result.items()])
         return result
-
-    def _pad_id(self) -> int:
-        pad = getattr(self.generator, "pad_id", None)
-        return int(pad if pad is not None else self.backbone.tokenizer.pad_token_id or 0)
 
     def _progress(self, total: int) -> Any:
         from tqdm.auto import tqdm

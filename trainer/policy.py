@@ -16,15 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grace_rag.pooling import pool, pooling_mask
+from grace_rag.pooling import pool
 from grace_rag.prompts import PromptIds
-from grace_rag.representation import PoolSpec, capture_layer, left_pad, positions_from_mask
+from grace_rag.representation import PoolSpec, SequenceBatch, forward_states
 
 
 @dataclass
 class SequenceOutput:
     """``logp`` (N, T) log-probs of the rationale tokens (right-aligned), ``mask`` (N, T) 0/1,
-    ``pooled`` (N, D) un-normalised masked mean of the pooled layer (None if not asked)."""
+    ``pooled`` (N, D) un-normalised pooled vector of the chosen layer (None if not asked)."""
 
     logp: Tensor
     mask: Tensor
@@ -40,26 +40,22 @@ def rationale_mask(lengths: Sequence[int], width: int, device: Any) -> Tensor:
 
 def forward_sequences(model: Any, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]], pad_id: int,
                       temperature: float = 1.0, spec: PoolSpec | None = None) -> SequenceOutput:
-    """Run ``model`` over left-padded prompt ⊕ rationale, keeping logits of the rationale positions only."""
+    """Run ``model`` (with gradient) over left-padded prompt ⊕ rationale, as the encoder lays it out.
+
+    Keeps the logits of the rationale positions only; with ``spec``, also pools the chosen layer
+    over the same segments the encoder pools (``grace_rag.representation``).
+    """
     inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper hides the model
-    seqs = [list(p.input_ids) + list(r) for p, r in zip(prompts, rationales)]
-    ids, attn = left_pad(seqs, pad_id, next(inner.parameters()).device)  # (N, L)
+    batch = SequenceBatch.build(prompts, rationales, pad_id, next(inner.parameters()).device)
     width = max(1, max(len(r) for r in rationales))
-    keep = min(width + 1, ids.shape[1])
-    capture = capture_layer(inner, spec.layer) if spec is not None else nullcontext([])
-    with capture as states:
-        out = model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
-                    use_cache=False, logits_to_keep=keep)
+    keep = min(width + 1, batch.ids.shape[1])
+    out, hidden = forward_states(model, batch, spec.layer if spec is not None else None, logits_to_keep=keep)
     logits = out.logits[:, :-1, :].float() / temperature  # (N, width, V)
-    targets = ids[:, -logits.shape[1]:]  # (N, width)
+    targets = batch.ids[:, -logits.shape[1]:]  # (N, width)
     logp = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                             reduction="none").view(targets.shape)  # (N, width)
     mask = rationale_mask([len(r) for r in rationales], logp.shape[1], logp.device)
-    pooled = None
-    if spec is not None:
-        starts = torch.tensor([ids.shape[1] - len(s) + p.pool_start for s, p in zip(seqs, prompts)],
-                              device=ids.device)  # (N,)
-        pooled = pool(states[0].float(), pooling_mask(attn, starts), spec.pooling)  # (N, D)
+    pooled = pool(hidden.float(), batch.segments, spec.pooling) if spec is not None else None  # (N, D)
     return SequenceOutput(logp=logp, mask=mask, pooled=pooled)
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from grace_rag.generation import GenerationSettings, Rationale, RationaleGenerator
+from grace_rag.generation import GenerationSettings, Rationale
 from grace_rag.prompts import PromptIds
-from grace_rag.representation import PoolSpec, fill_embeddings
+from grace_rag.representation import Representer
 
 from .data import Triplet
 
@@ -68,18 +67,17 @@ def step_seed(seed: int, step: int, stream: str) -> int:
 
 
 class Sampler:
-    """Decodes rationales with the policy and pools them (fused with generation when possible)."""
+    """Decodes rationales with the policy and pools them, through the encoder's own ``represent``."""
 
-    def __init__(self, generator: RationaleGenerator, model, pad_id: int, spec: PoolSpec,
-                 max_new_tokens: int) -> None:
-        self.generator, self.model, self.pad_id, self.spec = generator, model, pad_id, spec
+    def __init__(self, representer: Representer, max_new_tokens: int) -> None:
+        self.representer = representer
         self.max_new_tokens = max_new_tokens
 
-    def sample(self, prompts: Sequence[PromptIds], temperature: float, seed: int) -> Sampled:
-        settings = GenerationSettings(max_new_tokens=self.max_new_tokens, temperature=temperature, seed=seed)
-        rationales = self.generator.generate(list(prompts), settings, self.spec)
-        fill_embeddings(self.model, prompts, rationales, self.spec, self.pad_id)
-        vectors = torch.from_numpy(np.stack([r.embedding for r in rationales]))
+    def sample(self, prompts: Sequence[PromptIds], temperature: float, seed: int,
+               max_new_tokens: int | None = None) -> Sampled:
+        tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        settings = GenerationSettings(max_new_tokens=tokens, temperature=temperature, seed=seed)
+        rationales, vectors = self.representer.represent(list(prompts), settings)
         return Sampled(list(prompts), rationales, vectors.float())
 
 

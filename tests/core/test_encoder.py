@@ -37,7 +37,7 @@ def test_non_string_names_its_position(enc):
 
 @pytest.mark.parametrize(
     ("kwargs", "listed"),
-    [({"pooling": "avg"}, "mean, last, max"), ({"layer": "first"}, "last, penultimate"), ({"batch_size": 0}, "at least 1")],
+    [({"pooling": "avg"}, "mean, last, max"), ({"layer": "first"}, "last, penultimate"), ({"batch_size": 0}, "integer >= 1")],
 )
 def test_bad_config_lists_valid_values(kwargs, listed):
     with pytest.raises(ConfigError, match=listed):
@@ -116,12 +116,16 @@ def test_vllm_backend_without_vllm_names_the_extra():
 
 
 def test_text_only_backend_is_pooled_by_a_separate_forward_pass():
-    """A backend that returns no embedding (like vLLM) gets the same vectors via forward_pool."""
-    from grace_rag.generation import HFGenerator
+    """A backend that only writes text (like vLLM) gets the same vectors via Representer.pool_sequences."""
+    from grace_rag.generation import RationaleGenerator
+    from grace_rag.hf_generation import HFGenerator
 
-    class TextOnly(HFGenerator):
-        def generate(self, prompts, settings, pool_spec=None):
-            return super().generate(prompts, settings, None)
+    class TextOnly(RationaleGenerator):  # no fused capability
+        def __init__(self, model, tokenizer):
+            self.inner = HFGenerator(model, tokenizer)
+
+        def generate(self, prompts, settings, progress=None):
+            return self.inner.generate(prompts, settings, progress)
 
     fused = tiny_encoder()
     bb = fused.backbone

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from grace_rag.config import Layer, Pooling
-from grace_rag.generation import GenerationSettings, HFGenerator
+from grace_rag.generation import GenerationSettings
+from grace_rag.hf_generation import HFGenerator
 from grace_rag.prompts import PromptBuilder
-from grace_rag.representation import PoolSpec, forward_pool
+from grace_rag.representation import PoolSpec, Representer
 from grace_rag.testing import tiny_backbone
 
 TEXTS = [
@@ -15,6 +16,16 @@ TEXTS = [
     "The river flooded the valley after three days of heavy rain and the town was evacuated.",
     "Rates rose.",
 ]
+
+
+def fused(bb, gen, prompts, settings, spec=PoolSpec()):
+    """Rationales and vectors from the fused generate-and-pool pass."""
+    return gen.generate_and_pool(prompts, settings, Representer(bb.model, bb.tokenizer, spec, gen))
+
+
+def separate(bb, prompts, rationale_ids, spec=PoolSpec()):
+    """Vectors from one separate forward pass over P(x) ⊕ r."""
+    return Representer(bb.model, bb.tokenizer, spec).pool_sequences(prompts, rationale_ids)
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +40,20 @@ def setup():
 def test_fused_embedding_matches_separate_forward_pass(setup, pooling, layer):
     bb, gen, prompts = setup
     spec = PoolSpec(pooling, layer)
-    rats = gen.generate(prompts, GenerationSettings(max_new_tokens=12), spec)
-    ref = forward_pool(bb.model, [p.input_ids + r.token_ids for p, r in zip(prompts, rats)], [p.pool_start for p in prompts], spec, gen.pad_id)
-    for r, v in zip(rats, ref.numpy()):
-        assert float(np.dot(r.embedding, v)) >= 0.999
+    rats, vectors = fused(bb, gen, prompts, GenerationSettings(max_new_tokens=12), spec)
+    ref = separate(bb, prompts, [r.token_ids for r in rats], spec)
+    for v, w in zip(vectors.numpy(), ref.numpy()):
+        assert float(np.dot(v, w)) >= 0.999
 
 
 def test_same_vector_alone_and_in_padded_batch(setup):
     bb, gen, prompts = setup
     settings = GenerationSettings(max_new_tokens=10)
-    batch = gen.generate(prompts, settings, PoolSpec())
+    batch, vectors = fused(bb, gen, prompts, settings)
     for i, p in enumerate(prompts):
-        alone = gen.generate([p], settings, PoolSpec())[0]
-        assert alone.token_ids == batch[i].token_ids
-        assert np.abs(alone.embedding - batch[i].embedding).max() < 1e-4
+        alone, alone_vec = fused(bb, gen, [p], settings)
+        assert alone[0].token_ids == batch[i].token_ids
+        assert np.abs(alone_vec[0].numpy() - vectors[i].numpy()).max() < 1e-4
 
 
 def test_greedy_is_deterministic_and_logprobs_match_a_recompute(setup):
@@ -71,10 +82,10 @@ def test_seeded_sampling_is_reproducible_and_differs_from_greedy(setup):
 
 def test_zero_rationale_tokens_pools_the_prompt_only(setup):
     bb, gen, prompts = setup
-    rats = gen.generate(prompts, GenerationSettings(max_new_tokens=0), PoolSpec())
-    ref = forward_pool(bb.model, [p.input_ids for p in prompts], [p.pool_start for p in prompts], PoolSpec(), gen.pad_id)
+    rats, vectors = fused(bb, gen, prompts, GenerationSettings(max_new_tokens=0))
+    ref = separate(bb, prompts, [[] for _ in prompts])
     assert all(r.text == "" and r.token_ids == [] for r in rats)
-    assert np.allclose(np.stack([r.embedding for r in rats]), ref.numpy(), atol=1e-5)
+    assert np.allclose(vectors.numpy(), ref.numpy(), atol=1e-5)
 
 
 def test_generation_stops_at_eos(setup):
@@ -87,7 +98,7 @@ def test_generation_stops_at_eos(setup):
 
     handle = bb.model.lm_head.register_forward_hook(favour_eos)
     try:
-        rats = gen.generate(prompts, GenerationSettings(max_new_tokens=5), PoolSpec())
+        rats, _ = fused(bb, gen, prompts, GenerationSettings(max_new_tokens=5))
     finally:
         handle.remove()
     assert all(r.token_ids == [eos] and r.finished and r.text == "" for r in rats)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from grace_rag.errors import ModelNotFoundError
-from grace_rag.models import BUILTIN_MODELS, DEFAULT_MODEL, builtin_gguf, resolve, weights_id
+from grace_rag.models import BASE_MODEL, BUILTIN_MODELS, builtin_path, resolve, weights_id
 
 
 def test_unknown_name_offline_is_a_clear_error():
@@ -31,9 +31,9 @@ def test_directory_without_config_is_refused(tmp_path):
 
 
 def test_builtin_gguf_is_located_in_its_package():
-    path = builtin_gguf(DEFAULT_MODEL)
+    path = builtin_path(BASE_MODEL)
     assert path.suffix == ".gguf" and path.stat().st_size > 10_000_000
-    assert DEFAULT_MODEL in BUILTIN_MODELS
+    assert BASE_MODEL in BUILTIN_MODELS
 
 
 def test_weights_id_changes_with_content_and_is_memoised(tmp_path):
