@@ -3,7 +3,8 @@
 A checkpoint directory ``step-00000050/`` holds ``trainable.safetensors`` (every trainable
 tensor: the LoRA adapter or all weights), ``optimizer.pt`` (``torch.save`` of the optimiser
 state dict, tensors only), ``rng.safetensors`` (torch CPU/CUDA generator states) and
-``state.json`` (step and the training config). Directories are written under a temporary
+``state.json`` (step and the training config) and ``extra.json`` (JSON state of the run, such as
+the memoised greedy rationales of the contrastive objective). Directories are written under a temporary
 name and renamed into place, so a crash never leaves a half-written checkpoint or model.
 """
 
@@ -83,12 +84,13 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    config: dict[str, Any], keep: int = 1) -> Path:
+                    config: dict[str, Any], keep: int = 1, extra: dict[str, Any] | None = None) -> Path:
     """Write ``root/step-N`` atomically, then delete all but the newest ``keep`` checkpoints."""
     def write(tmp: Path) -> None:
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         save_file(_rng_state(), str(tmp / "rng.safetensors"))
+        (tmp / "extra.json").write_text(json.dumps(extra or {}))
         (tmp / "state.json").write_text(json.dumps({"step": step, "config": config}, indent=2))
 
     path = publish_dir(Path(root) / f"{PREFIX}{step:08d}", write)
@@ -111,6 +113,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     path = Path(path)
     try:
         state = json.loads((path / "state.json").read_text())
+        extra = path / "extra.json"
+        state["extra"] = json.loads(extra.read_text()) if extra.is_file() else {}
         load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         _set_rng_state(load_file(str(path / "rng.safetensors")))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from grace_rag.config import parse_choice
+from grace_rag.config import Layer, Pooling, parse_choice
 from grace_rag.errors import ConfigError, choice_error
 
 try:
@@ -55,7 +56,8 @@ class TrainConfig:
 
     mode: Mode = _f(Mode.SUPERVISED, "supervised (triplets) or unsupervised (plain corpus)")
     objective: Objective = _f(Objective.GRACE, "grace (policy loss), contrastive (InfoNCE baseline) or both")
-    model: str | None = _f(None, "base model name or directory (None: the encoder's default model)")
+    model: str | None = _f(None, "model to start from: a name, a model directory, or a LoRA adapter directory "
+                                 "(with --lora that adapter is trained further) (None: the encoder's default model)")
     rollouts: int = _f(8, "K: sampled rationales per positive (or per text, unsupervised)")
     batch_size: int = _f(64, "B: triplets (or texts) per optimiser step")
     tau: float = _f(0.1, "temperature dividing the total reward")
@@ -64,9 +66,12 @@ class TrainConfig:
     reward_variant: RewardVariant = _f(RewardVariant.PAPER, "paper, or per_rollout (negative/hard terms vary per rollout)")
     rollout_temperature: float = _f(1.0, "sampling temperature of the K rollouts")
     single_temperature: float = _f(0.5, "sampling temperature of the single query/negative/anchor rationale")
-    max_rationale_tokens: int = _f(256, "maximum generated rationale tokens")
+    max_rationale_tokens: int = _f(256, "maximum generated rationale tokens (documents, rollouts; the trained model is served with it)")
+    query_rationale_tokens: int | None = _f(None, "rationale tokens for queries (None: max_rationale_tokens; 0: queries get no rationale)")
     max_input_tokens: int = _f(512, "maximum tokens of the input text inside the prompt")
-    length_penalty: float | None = _f(-1.0, "reward of a rollout cut at the length limit without EOS (None: off)")
+    layer: str | None = _f(None, "hidden layer pooled in training and recorded for inference: last or penultimate (None: the model's setting)")
+    pooling: str | None = _f(None, "pooling in training and recorded for inference: mean, rationale, balanced, last, max (None: the model's setting)")
+    length_penalty: float | None = _f(-1.0, "reward of a rollout cut at the length limit without EOS; \"off\" (or None): cut rollouts keep their reward")
     estimator: Estimator = _f(Estimator.GRPO, "RL estimator: grpo, dr_grpo, dapo, reinforce_pp, remax")
     clip_eps: float = _f(0.2, "PPO clip epsilon (lower; also upper unless clip_eps_high is set)")
     clip_eps_high: float | None = _f(None, "upper PPO clip epsilon (None: estimator default, 0.28 for dapo)")
@@ -75,6 +80,7 @@ class TrainConfig:
     track_kl: bool = _f(True, "compute KL to the initial policy every step as a metric")
     infonce_tau: float = _f(0.05, "temperature of the InfoNCE contrastive loss")
     contrastive_weight: float = _f(1.0, "weight of the InfoNCE loss in the 'both' objective")
+    contrastive_weight_end: float | None = _f(None, "if set, the InfoNCE weight moves linearly from contrastive_weight to this by the last step")
     learning_rate: float = _f(1e-6, "AdamW learning rate, constant (paper 1e-6 full; ~1e-4 suits LoRA)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     grad_clip: float = _f(1.0, "maximum global gradient norm (0: no clipping)")
@@ -88,6 +94,7 @@ class TrainConfig:
     lora_dropout: float = _f(0.0, "LoRA dropout")
     lora_target_modules: list[str] = _f(
         ["q_proj", "k_proj", "v_proj", "o_proj"], "module names LoRA adapts")
+    merge: bool = _f(False, "with lora: publish merged full weights instead of the adapter (a few MB)")
     negatives_per_query: int = _f(1, "BM25 hard negatives per query when building triplets from BEIR")
     mixed_precision: str = _f("auto", "accelerate mixed precision: auto, no, bf16 or fp16")
     seed: int = _f(0, "random seed (data order, sampling, initialisation)")
@@ -98,6 +105,14 @@ class TrainConfig:
     eval_queries: int = _f(50, "queries in the evaluation subset (their positives, BM25 distractors, random fill)")
 
     def __post_init__(self) -> None:
+        if isinstance(self.length_penalty, str):
+            if self.length_penalty.strip().lower() != "off":
+                raise ConfigError(f"length_penalty must be a number or \"off\", got {self.length_penalty!r}")
+            self.length_penalty = None
+        if self.layer is not None:
+            self.layer = parse_choice(Layer, self.layer, "layer").value
+        if self.pooling is not None:
+            self.pooling = parse_choice(Pooling, self.pooling, "pooling").value
         self.mode = parse_choice(Mode, self.mode, "mode")
         self.objective = parse_choice(Objective, self.objective, "objective")
         self.estimator = parse_choice(Estimator, self.estimator, "estimator")
@@ -121,6 +136,10 @@ class TrainConfig:
         need(self.single_temperature >= 0, f"single_temperature must be >= 0, got {self.single_temperature}")
         need(self.max_rationale_tokens >= 1, f"max_rationale_tokens must be >= 1, got {self.max_rationale_tokens}")
         need(self.max_input_tokens >= 1, f"max_input_tokens must be >= 1, got {self.max_input_tokens}")
+        need(self.query_rationale_tokens is None or self.query_rationale_tokens >= 0,
+             f"query_rationale_tokens must be >= 0, got {self.query_rationale_tokens}")
+        need(self.length_penalty is None or math.isfinite(self.length_penalty),
+             f"length_penalty must be a finite number or \"off\", got {self.length_penalty}")
         need(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
         need(self.clip_eps_high is None or self.clip_eps_high > 0,
              f"clip_eps_high must be > 0, got {self.clip_eps_high}")
@@ -143,6 +162,19 @@ class TrainConfig:
             raise choice_error("mixed precision", self.mixed_precision, valid_mp)
         need(self.save_every >= 0 and self.eval_every >= 0, "save_every and eval_every must be >= 0")
         need(self.eval_queries >= 1, f"eval_queries must be >= 1, got {self.eval_queries}")
+
+    @property
+    def query_tokens(self) -> int:
+        """Rationale tokens for queries."""
+        return self.max_rationale_tokens if self.query_rationale_tokens is None else self.query_rationale_tokens
+
+    def encoder_settings(self) -> dict[str, Any]:
+        """The encoder settings this run trains for (and records in grace_encoder.json); unset ones follow the model."""
+        out: dict[str, Any] = {"max_rationale_tokens": self.max_rationale_tokens,
+                               "query_rationale_tokens": self.query_rationale_tokens,
+                               "max_input_tokens": self.max_input_tokens}
+        out.update({k: getattr(self, k) for k in ("layer", "pooling") if getattr(self, k) is not None})
+        return out
 
     @property
     def upper_clip(self) -> float:

@@ -25,7 +25,7 @@ from .config import Mode, Objective, RewardVariant, TrainConfig
 from .contrastive import info_nce
 from .estimators import ESTIMATORS, Aggregation, aggregate, kl_k3, policy_loss
 from .policy import ReferencePolicy, forward_sequences
-from .rollout import Rollout, Sampler, supervised_rollout, unsupervised_rollout
+from .rollout import RationaleMemo, Rollout, Sampler, memo_rollout, supervised_rollout, unsupervised_rollout
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,16 @@ def _apply_lora(model: Any, config: TrainConfig) -> Any:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ImportError("LoRA training needs peft; install it with: pip install 'grace-rag[train]'") from None
+    if hasattr(model, "peft_config"):  # an adapter loaded to be trained further (--model ADAPTER_DIR)
+        return model
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
+
+
+def training_encoder_config(config: TrainConfig, model_settings: dict[str, Any]) -> EncoderConfig:
+    """The encoder this run trains (and publishes): the run's settings, the model's for the rest."""
+    return EncoderConfig(cache=False, **config.encoder_settings()).resolve(model_settings)
 
 
 class GraceTrainer:
@@ -53,13 +60,14 @@ class GraceTrainer:
         from accelerate import Accelerator
 
         self.config = config
-        self.encoder_config = encoder_config or EncoderConfig(max_rationale_tokens=config.max_rationale_tokens,
-                                                              max_input_tokens=config.max_input_tokens, cache=False)
+        self.encoder_config = encoder_config or training_encoder_config(config, backbone.settings)
         self.accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
                                        cpu=backbone.model.device.type == "cpu")
         torch.manual_seed(config.seed)
         self.backbone = backbone
-        model = backbone.model.float() if backbone.model.device.type == "cpu" else backbone.model
+        # fp32 master weights on every device (bf16 weights would swallow most small AdamW updates);
+        # accelerate's mixed precision autocasts the compute
+        model = backbone.model.float()
         model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -73,6 +81,8 @@ class GraceTrainer:
         self.representer = Representer(self.policy, tok, self.spec, self.generator)
         self.pad_id = self.representer.pad_id
         self.sampler = Sampler(self.representer, config.max_rationale_tokens)
+        self.memo = RationaleMemo(self.sampler)
+        self.total_steps = 1
         track = config.track_kl or config.kl_coef > 0
         self.reference = ReferencePolicy(self.policy, config.lora) if track else None
         self.spec_rl = ESTIMATORS[config.estimator]
@@ -89,9 +99,17 @@ class GraceTrainer:
         return GraceEncoder.from_backbone(backbone, self.encoder_config)
 
     def merged_model(self) -> Any:
-        """The trained causal LM with any LoRA adapter merged in (ends training: merges in place)."""
+        """The trained causal LM with any LoRA adapter merged in, in fp32 (ends training: merges in place)."""
         self.policy.eval()
         return self.policy.merge_and_unload() if self.config.lora else self.policy
+
+    def contrastive_weight(self, step: int) -> float:
+        """The InfoNCE weight at ``step``: constant, or linear to ``contrastive_weight_end`` by the last step."""
+        cfg = self.config
+        if cfg.contrastive_weight_end is None:
+            return cfg.contrastive_weight
+        frac = min(1.0, step / max(1, self.total_steps - 1))
+        return cfg.contrastive_weight + frac * (cfg.contrastive_weight_end - cfg.contrastive_weight)
 
     # -- one step -------------------------------------------------------------------------
     def step(self, batch: Sequence[Any], step: int) -> dict[str, float]:
@@ -110,7 +128,7 @@ class GraceTrainer:
                            adv_std=float(advantages.std()) if advantages.numel() > 1 else 0.0,
                            adv_absmax=float(advantages.abs().max()))
         self.policy.train()
-        metrics.update(self._backward(batch, rollout, advantages))
+        metrics.update(self._backward(batch, rollout, advantages, self.contrastive_weight(step)))
         metrics["grad_norm"] = self._optimizer_step()
         lengths = [len(t) for t in rollout.group.token_ids]
         metrics.update(rationale_len=sum(lengths) / len(lengths),
@@ -122,6 +140,11 @@ class GraceTrainer:
         """Sample this step's rationales (no gradient) with their pooled embeddings."""
         cfg = self.config
         doc = self.builders[Role.DOCUMENT].build
+        if cfg.objective == Objective.CONTRASTIVE and cfg.mode == Mode.SUPERVISED:
+            # InfoNCE trains the representation of the rationales the encoder writes (greedy):
+            # each text's is decoded once and reused in later steps and epochs
+            return memo_rollout(self.memo, self.builders[Role.QUERY].build, doc, batch, cfg.query_tokens,
+                                cfg.max_rationale_tokens, cfg.negatives_per_query)
         common = dict(rollout_temperature=cfg.rollout_temperature, single_temperature=cfg.single_temperature,
                       seed=cfg.seed, step=step, greedy=self.spec_rl.needs_greedy_baseline
                       and cfg.objective != Objective.CONTRASTIVE)
@@ -153,7 +176,8 @@ class GraceTrainer:
         return breakdown, self._reward_fn(ctx, extended, neg, done).total[:, -1:]
 
     # -- gradient pass ---------------------------------------------------------------------
-    def _backward(self, batch: Sequence[Any], ro: Rollout, advantages: Tensor | None) -> dict[str, float]:
+    def _backward(self, batch: Sequence[Any], ro: Rollout, advantages: Tensor | None,
+                  cl_weight: float) -> dict[str, float]:
         """Micro-batched forward with gradient; losses normalised over the whole batch."""
         cfg = self.config
         b, n_micro = len(batch), cfg.grad_accum
@@ -163,14 +187,14 @@ class GraceTrainer:
         sums: dict[str, float] = {}
         for c in range(n_micro):
             rows = range(c * per, (c + 1) * per)
-            loss, stats = self._micro_loss(ro, rows, advantages, totals)
+            loss, stats = self._micro_loss(ro, rows, advantages, totals, cl_weight)
             self.accelerator.backward(loss)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else n_micro)
         return sums
 
     def _micro_loss(self, ro: Rollout, rows: range, advantages: Tensor | None,
-                    totals: dict[str, float]) -> tuple[Tensor, dict[str, float]]:
+                    totals: dict[str, float], cl_weight: float) -> tuple[Tensor, dict[str, float]]:
         cfg = self.config
         k = ro.k
         idx = [i * k + j for i in rows for j in range(k)]
@@ -178,7 +202,7 @@ class GraceTrainer:
         tokens = [ro.group.token_ids[i] for i in idx]
         use_cl = cfg.objective != Objective.GRACE
         out = forward_sequences(self.model, prompts, tokens, self.pad_id, cfg.rollout_temperature,
-                                self.spec if use_cl else None)
+                                self.spec if use_cl else None, logprobs=advantages is not None)
         loss = out.logp.new_zeros(())
         stats: dict[str, float] = {}
         if advantages is not None:
@@ -194,8 +218,8 @@ class GraceTrainer:
                 stats["kl"] = float(kl.detach())
         if use_cl:
             cl = self._contrastive(ro, rows, out.pooled.view(len(rows), k, -1)[:, 0])
-            loss = loss + cfg.contrastive_weight * cl / cfg.grad_accum
-            stats["contrastive_loss"] = float(cl.detach())
+            loss = loss + cl_weight * cl / cfg.grad_accum
+            stats.update(contrastive_loss=float(cl.detach()), contrastive_weight=cl_weight)
         return loss, stats
 
     def _kl(self, prompts, tokens, logp: Tensor, mask: Tensor, totals: dict[str, float]) -> Tensor:
@@ -208,14 +232,14 @@ class GraceTrainer:
         """InfoNCE of the rows' queries (or anchors) against their positives and negatives, with gradient."""
         cfg = self.config
         ctx = [ro.context.prompts[i] for i in rows], [ro.context.token_ids[i] for i in rows]
-        q = forward_sequences(self.model, *ctx, self.pad_id, 1.0, self.spec).pooled  # (n, D)
+        q = forward_sequences(self.model, *ctx, self.pad_id, 1.0, self.spec, logprobs=False).pooled  # (n, D)
         neg = None
         if ro.negatives is not None:
             m = len(ro.negatives.prompts) // len(ro.context.prompts)
             nidx = [i * m + j for i in rows for j in range(m)]
             neg = forward_sequences(self.model, [ro.negatives.prompts[i] for i in nidx],
                                     [ro.negatives.token_ids[i] for i in nidx], self.pad_id, 1.0,
-                                    self.spec).pooled.view(len(rows), m, -1)  # (n, M, D)
+                                    self.spec, logprobs=False).pooled.view(len(rows), m, -1)  # (n, M, D)
         return info_nce(q, positives, neg, cfg.infonce_tau)
 
     def _optimizer_step(self) -> float:

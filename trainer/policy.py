@@ -39,17 +39,22 @@ def rationale_mask(lengths: Sequence[int], width: int, device: Any) -> Tensor:
 
 
 def forward_sequences(model: Any, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]], pad_id: int,
-                      temperature: float = 1.0, spec: PoolSpec | None = None) -> SequenceOutput:
+                      temperature: float = 1.0, spec: PoolSpec | None = None, logprobs: bool = True) -> SequenceOutput:
     """Run ``model`` (with gradient) over left-padded prompt ⊕ rationale, as the encoder lays it out.
 
-    Keeps the logits of the rationale positions only; with ``spec``, also pools the chosen layer
-    over the same segments the encoder pools (``grace_rag.representation``).
+    Keeps the logits of the rationale positions only (none with ``logprobs=False``: then ``logp``
+    and ``mask`` are empty); with ``spec``, also pools the chosen layer over the same segments
+    the encoder pools (``grace_rag.representation``).
     """
     inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper hides the model
     batch = SequenceBatch.build(prompts, rationales, pad_id, next(inner.parameters()).device)
     width = max(1, max(len(r) for r in rationales))
-    keep = min(width + 1, batch.ids.shape[1])
+    keep = min(width + 1, batch.ids.shape[1]) if logprobs else 1
     out, hidden = forward_states(model, batch, spec.layer if spec is not None else None, logits_to_keep=keep)
+    if not logprobs:
+        empty = batch.ids.new_zeros((len(prompts), 0), dtype=torch.float32)
+        pooled = pool(hidden.float(), batch.segments, spec.pooling) if spec is not None else None
+        return SequenceOutput(logp=empty, mask=empty, pooled=pooled)
     logits = out.logits[:, :-1, :].float() / temperature  # (N, width, V)
     targets = batch.ids[:, -logits.shape[1]:]  # (N, width)
     logp = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),

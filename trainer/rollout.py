@@ -7,6 +7,7 @@ ReMax also decodes one greedy rationale per positive (its reward is the baseline
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -110,3 +111,57 @@ def unsupervised_rollout(sampler: Sampler, doc_prompt, batch: Sequence[str], *, 
                         step_seed(seed, step, "positive"))
     base = sampler.sample([doc_prompt(x) for x in batch], 0.0, 0) if greedy else None
     return Rollout(context=anchor, group=xs, negatives=None, greedy=base, k=k)
+
+
+class RationaleMemo:
+    """Greedy rationales of training texts, decoded once per (text, length) and reused across steps.
+
+    The contrastive objective trains the representation of the rationales the encoder writes
+    (greedy), not the rationales themselves, so decoding them again every epoch is wasted time.
+    A text is decoded the first time a batch holds it; the memo is saved with each checkpoint
+    (``state()``/``load()``), so a resumed run reuses exactly the same rationales.
+    """
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self._store: dict[str, Rationale] = {}
+
+    @staticmethod
+    def key(text: str, tokens: int) -> str:
+        return f"{tokens}:{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
+
+    def get(self, texts: Sequence[str], prompts: Sequence[PromptIds], tokens: int) -> list[Rationale]:
+        """The greedy rationale of each text (``tokens`` long at most), decoding the ones not seen yet."""
+        keys = [self.key(t, tokens) for t in texts]
+        missing = {k: p for k, p in zip(keys, prompts) if k not in self._store}
+        if missing and tokens > 0:
+            fresh = self.sampler.sample(list(missing.values()), 0.0, 0, max_new_tokens=tokens).rationales
+            self._store.update(zip(missing, fresh))
+        elif missing:
+            self._store.update({k: Rationale(text="", token_ids=[], finished=True) for k in missing})
+        return [self._store[k] for k in keys]
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def state(self) -> dict[str, list]:
+        """JSON-able contents (for checkpoints)."""
+        return {k: [r.text, r.token_ids, r.finished] for k, r in self._store.items()}
+
+    def load(self, state: dict[str, list]) -> None:
+        self._store = {k: Rationale(text=t, token_ids=list(ids), finished=bool(f)) for k, (t, ids, f) in state.items()}
+
+
+def _memo_sampled(memo: RationaleMemo, build, texts: Sequence[str], tokens: int) -> Sampled:
+    prompts = [build(t) for t in texts]
+    return Sampled(prompts, memo.get(texts, prompts, tokens), torch.zeros(len(texts), 0))
+
+
+def memo_rollout(memo: RationaleMemo, query_prompt, doc_prompt, batch: Sequence[Triplet], query_tokens: int,
+                 doc_tokens: int, negatives: int) -> Rollout:
+    """Queries, positives (one each) and negatives with their memoised greedy rationales (no embeddings)."""
+    m = negatives_per_row(batch, negatives)
+    q = _memo_sampled(memo, query_prompt, [t.query for t in batch], query_tokens)
+    pos = _memo_sampled(memo, doc_prompt, [t.positive for t in batch], doc_tokens)
+    neg = _memo_sampled(memo, doc_prompt, [n for t in batch for n in t.negatives[:m]], doc_tokens)
+    return Rollout(context=q, group=pos, negatives=neg, greedy=None, k=1)

@@ -1,8 +1,12 @@
 """A whole training run: validate data, (resume,) loop with metrics/checkpoints/eval, publish the model.
 
 Layout: checkpoints and the live metrics log go to ``<out>.checkpoints/``; on success the
-model directory ``<out>/`` is published atomically (merged weights via ``save_pretrained``,
-the tokenizer, ``grace_train.json`` and ``metrics.jsonl``) and the checkpoints are removed.
+model directory ``<out>/`` is published atomically and the checkpoints are removed. It holds
+the LoRA adapter (``adapter_config.json`` naming the base model, ``adapter_model.safetensors``)
+or, for full fine-tuning or ``merge``, the merged weights and tokenizer; plus
+``grace_encoder.json`` (the encoder settings it was trained for, read by ``GraceEncoder``),
+``grace_train.json`` (config, evaluations) and ``metrics.jsonl``. The final evaluation loads
+the published directory as a user would, so it scores exactly what is published.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import torch
 
 from grace_rag.errors import ConfigError, DataError
-from grace_rag.models import Backbone
+from grace_rag.models import Backbone, read_encoder_settings, write_encoder_settings
 
 from .checkpoint import list_checkpoints, load_checkpoint, publish_dir, save_checkpoint
 from .config import Mode, TrainConfig
@@ -33,7 +37,8 @@ log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "save_every", "eval_every", "output_dir", "mixed_precision",
                      "eval_split", "eval_queries"}
 
-Evaluator = Callable[[GraceTrainer], dict[str, float]]
+#: scores an encoder (the policy during training, the published model at the end)
+Evaluator = Callable[[Any], dict[str, float]]
 
 
 @dataclass
@@ -85,8 +90,7 @@ def retrieval_evaluator(beir_dir: str | Path, config: TrainConfig) -> Evaluator:
 
     dataset = build_subset(load_beir(beir_dir, config.eval_split), SubsetSpec(n_queries=config.eval_queries))
 
-    def evaluate(trainer: GraceTrainer) -> dict[str, float]:
-        encoder = trainer.as_encoder()
+    def evaluate(encoder: Any) -> dict[str, float]:
         result = evaluate_retrieval(encoder, dataset)
         return {k: v for k, v in result.items() if isinstance(v, (int, float))}
 
@@ -131,25 +135,23 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     data = load_data(config, data_path)
     n_steps = total_steps(config, len(data))
     if backbone is None:
-        from grace_rag.encoder import resolve_device
-        from grace_rag.models import DEFAULT_MODEL, load_backbone
-
-        backbone = load_backbone(config.model or DEFAULT_MODEL, device=resolve_device("auto"))
+        backbone = training_backbone(config)
     trainer = GraceTrainer(config, backbone)
+    trainer.total_steps = n_steps
     start = 0
     if resume:
         state = load_checkpoint(existing[-1], trainer.policy, trainer.optimizer)
         _check_resumable(state["config"], config.to_dict())
         start = state["step"]
+        trainer.memo.load(state["extra"].get("rationale_memo", {}))
     work.mkdir(parents=True, exist_ok=True)
     metrics_log = _MetricsLog(work / "metrics.jsonl", keep_until=start)
     result = TrainResult(out, n_steps, {})
     _evaluate(evaluator, trainer, start, result, metrics_log, when=not resume)
     result.steps = _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
-    _evaluate(evaluator, trainer, result.steps, result, metrics_log, when=True)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
-        publish_model(trainer, out, work / "metrics.jsonl", result)
+        publish_model(trainer, out, work / "metrics.jsonl", result, evaluator)
         shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -158,7 +160,7 @@ def _evaluate(evaluator: Evaluator | None, trainer: GraceTrainer, step: int, res
               metrics_log: _MetricsLog, when: bool) -> None:
     if evaluator is None or not when or not trainer.accelerator.is_main_process:
         return
-    scores = evaluator(trainer)
+    scores = evaluator(trainer.as_encoder())
     log.info("eval at step %d: %s", step, scores)
     result.evals.append({"step": step, **scores})
     metrics_log.write({"step": step, "eval": scores})
@@ -187,7 +189,8 @@ def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, 
         bar.set_postfix(reward=f"{metrics.get('reward_total', float('nan')):.3f}",
                         s_step=f"{metrics['s_per_step']:.1f}")
         if cfg.save_every and done % cfg.save_every == 0 and done < n_steps and main:
-            save_checkpoint(work, done, trainer.policy, trainer.optimizer, cfg.to_dict())
+            save_checkpoint(work, done, trainer.policy, trainer.optimizer, cfg.to_dict(),
+                            extra={"rationale_memo": trainer.memo.state()})
         if cfg.eval_every and done % cfg.eval_every == 0 and done < n_steps:
             _evaluate(evaluator, trainer, done, result, metrics_log, when=True)
         if deadline is not None and done < n_steps and _all_agree_past(acc, deadline):
@@ -203,20 +206,69 @@ def _all_agree_past(acc: Any, deadline: float) -> bool:
     return bool(acc.reduce(flag, reduction="max").item() > 0)
 
 
-def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: TrainResult) -> Path:
-    """Write the merged model, tokenizer, ``grace_train.json`` and ``metrics.jsonl`` atomically to ``out``."""
+def training_backbone(config: TrainConfig) -> Backbone:
+    """The model to train: a name or directory, or an adapter directory (trained further with --lora)."""
+    from grace_rag.encoder import resolve_device
+    from grace_rag.models import ADAPTER_FILE, DEFAULT_MODEL, load_adapter, load_backbone, resolve
+
+    name = config.model or DEFAULT_MODEL
+    device = resolve_device("auto")
+    where = resolve(name)
+    if not config.lora or isinstance(where, str) or not (where / ADAPTER_FILE).is_file():
+        return load_backbone(name, device=device)
+    base, adapter = load_adapter(where, trainable=True)
+    settings = {**base.settings, **read_encoder_settings(where)}
+    return Backbone(model=adapter.to(device), tokenizer=base.tokenizer, name=base.name,
+                    weights_id=base.weights_id, settings=settings)
+
+
+def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: TrainResult,
+                  evaluator: Evaluator | None = None) -> Path:
+    """Write the adapter (or merged model), settings and logs to ``out`` atomically, scoring what is written."""
+    cfg = trainer.config
+
     def write(tmp: Path) -> None:
-        model = trainer.merged_model()
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        trainer.backbone.tokenizer.save_pretrained(str(tmp))
-        summary = {"config": trainer.config.to_dict(), "base_model": trainer.backbone.name,
+        if cfg.lora and not cfg.merge:
+            save_adapter(trainer, tmp)
+        else:
+            trainer.merged_model().save_pretrained(str(tmp), safe_serialization=True)
+            trainer.backbone.tokenizer.save_pretrained(str(tmp))
+        settings = {k: v for k, v in trainer.encoder_config.identity().items() if k != "max_input_tokens"}
+        write_encoder_settings(tmp, settings, base_model=trainer.backbone.name, trained_with=cfg.to_dict())
+        if metrics_path.is_file():
+            shutil.copyfile(metrics_path, tmp / "metrics.jsonl")
+        if evaluator is not None:
+            _evaluate_published(tmp, evaluator, result)
+        summary = {"config": cfg.to_dict(), "base_model": trainer.backbone.name,
                    "encoder_config": trainer.encoder_config.to_dict(), "steps": result.steps,
                    "evals": result.evals, "last_metrics": result.last_metrics}
         (tmp / "grace_train.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if metrics_path.is_file():
-            shutil.copyfile(metrics_path, tmp / "metrics.jsonl")
 
     path = publish_dir(out, write)
     log.info("trained model written to %s", path)
     return path
 
+
+def save_adapter(trainer: GraceTrainer, directory: Path) -> None:
+    """The LoRA adapter alone (a few MB), its config naming the base model as grace-rag resolves it."""
+    from grace_rag.models import ADAPTER_FILE
+
+    trainer.policy.save_pretrained(str(directory), safe_serialization=True)
+    (directory / "README.md").unlink(missing_ok=True)  # peft's model card template
+    config_path = directory / ADAPTER_FILE
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = trainer.backbone.name
+    config_path.write_text(json.dumps(adapter_config, indent=2) + "\n")
+
+
+def _evaluate_published(directory: Path, evaluator: Evaluator, result: TrainResult) -> None:
+    """Score the model as written in ``directory`` (loaded like any user would) and record it."""
+    from grace_rag.config import EncoderConfig
+    from grace_rag.encoder import GraceEncoder
+
+    encoder = GraceEncoder(model=str(directory), config=EncoderConfig(cache=False), device="auto")
+    scores = evaluator(encoder)
+    log.info("eval of the published model after %d steps: %s", result.steps, scores)
+    result.evals.append({"step": result.steps, "published": True, **scores})
+    with (directory / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({"step": result.steps, "eval": scores, "published": True}) + "\n")

@@ -32,9 +32,30 @@ def test_train_command_writes_a_model(tmp_path, triplet_file, tiny_model_dir):
         "--lora", "--config", str(cfg), "--quiet", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output[result.output.index("{"):])
-    assert payload["steps"] == 1 and (out / "model.safetensors").is_file()
+    assert payload["steps"] == 1 and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()  # --lora publishes the adapter alone
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir.resolve())
+    assert json.loads((out / "grace_encoder.json").read_text())["settings"]["max_rationale_tokens"] == 2
     saved = json.loads((out / "grace_train.json").read_text())["config"]
     assert saved["estimator"] == "dr_grpo" and saved["lora"] is True and saved["max_input_tokens"] == 16
+
+
+def test_merge_and_length_penalty_off(tmp_path, triplet_file, tiny_model_dir):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "train", str(triplet_file), "--out", str(out), "--model", str(tiny_model_dir), "--steps", "1",
+        "--batch-size", "2", "--rollouts", "2", "--max-rationale-tokens", "2", "--max-input-tokens", "16",
+        "--lora", "--merge", "--length-penalty", "off", "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert json.loads((out / "grace_train.json").read_text())["config"]["length_penalty"] is None
+
+
+def test_length_penalty_must_be_a_number_or_off(tmp_path, triplet_file):
+    result = CliRunner().invoke(app, ["train", str(triplet_file), "--out", str(tmp_path / "o"),
+                                      "--length-penalty", "sometimes"])
+    assert result.exit_code != 0 and "expected a number or 'off'" in result.output
 
 
 def test_bad_data_is_one_red_line(tmp_path):

@@ -55,21 +55,28 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, trip
     assert not (out_b / "keep.txt").exists() and not checkpoint_dir(out_b).exists()
 
 
-def test_output_directory_loads_as_an_encoder(tmp_path, triplet_file):
+def test_output_directory_loads_as_an_encoder(tmp_path, triplet_file, model_dir):
+    from grace_rag.models import load_backbone
+
     out = tmp_path / "model"
-    cfg = TrainConfig(**{**TINY, "steps": 1}, lora=True, output_dir=str(out))
-    train(cfg, triplet_file, backbone=tiny_backbone(), progress=False,
-          evaluator=lambda trainer: {"ndcg@10": float(trainer.as_encoder().encode_documents(["x"]).shape[1])})
+    cfg = TrainConfig(**{**TINY, "steps": 1}, lora=True, layer="penultimate", output_dir=str(out))
+    train(cfg, triplet_file, backbone=load_backbone(model_dir), progress=False,
+          evaluator=lambda encoder: {"ndcg@10": float(encoder.encode_documents(["x"]).shape[1])})
     summary = json.loads((out / "grace_train.json").read_text())
     assert summary["config"]["lora"] is True and [e["step"] for e in summary["evals"]] == [0, 1]
+    assert summary["evals"][-1]["published"] is True  # the last evaluation scored the published directory
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[1])
     for key in ("reward_total", "reward_primary", "reward_consistency", "reward_hard", "adv_std", "policy_loss",
                 "kl", "rationale_len", "grad_norm", "s_per_step"):
         assert key in record
     from grace_rag.encoder import GraceEncoder
 
-    encoder = GraceEncoder(model=str(out), config=EncoderConfig(max_rationale_tokens=2, cache=False), device="cpu")
+    encoder = GraceEncoder(model=str(out), config=EncoderConfig(cache=False), device="cpu")
     assert encoder.encode_documents(["a cat"]).shape == (1, 32)
+    # the settings it was trained for travel with it; explicit arguments override them
+    assert encoder.config.layer.value == "penultimate" and encoder.config.max_rationale_tokens == 3
+    explicit = GraceEncoder(model=str(out), config=EncoderConfig(layer="last", cache=False), device="cpu")
+    assert explicit.config.layer.value == "last" and explicit.config.max_rationale_tokens == 3
 
 
 def test_malformed_data_is_refused_before_any_model_loads(tmp_path, monkeypatch):
@@ -99,7 +106,7 @@ def test_max_minutes_stops_at_a_step_boundary_and_publishes(tmp_path, triplet_fi
     # deadline = first reading + 60 s; the check after step 1 reads +30 s, after step 2 +60 s: stop there
     result = train(TrainConfig(**{**TINY, "steps": 10}, max_minutes=1.0, output_dir=str(out)), triplet_file,
                    backbone=tiny_backbone(), progress=False,
-                   evaluator=lambda trainer: {"ndcg@10": 0.0})
+                   evaluator=lambda encoder: {"ndcg@10": 0.0})
     assert result.steps == 2
     assert [e["step"] for e in result.evals] == [0, 2]
     steps = [json.loads(line).get("step") for line in (out / "metrics.jsonl").read_text().splitlines()]
