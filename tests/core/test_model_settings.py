@@ -1,0 +1,116 @@
+"""Settings that travel with a model (grace_encoder.json) and LoRA adapter directories."""
+
+import json
+
+import numpy as np
+import pytest
+
+from grace_rag import EncoderConfig
+from grace_rag.config import Layer, Pooling
+from grace_rag.encoder import GraceEncoder
+from grace_rag.errors import ConfigError, ModelNotFoundError
+from grace_rag.models import load_backbone, read_encoder_settings, write_encoder_settings
+
+
+def test_explicit_fields_win_over_model_settings_and_the_rest_follow_the_model():
+    model = {"layer": "penultimate", "max_rationale_tokens": 8, "query_rationale_tokens": 0}
+    config = EncoderConfig(max_rationale_tokens=16, cache=False).resolve(model)
+    assert config.layer is Layer.PENULTIMATE and config.query_rationale_tokens == 0
+    assert config.max_rationale_tokens == 16 and config.cache is False
+    assert EncoderConfig().resolve({}) == EncoderConfig()
+    assert EncoderConfig(layer="last").with_changes(seed=3).explicit == {"layer", "seed"}
+
+
+def test_paper_settings_are_fully_explicit():
+    paper = EncoderConfig.paper()
+    resolved = paper.resolve({"layer": "penultimate", "max_rationale_tokens": 8})
+    assert (resolved.layer, resolved.pooling, resolved.max_rationale_tokens) == (Layer.LAST, Pooling.MEAN, 256)
+
+
+def test_unknown_model_setting_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown field.*warp_factor"):
+        EncoderConfig().resolve({"warp_factor": 9})
+
+
+def test_query_rationale_length_changes_queries_only_and_the_fingerprint():
+    from grace_rag.testing import tiny_backbone
+
+    backbone = tiny_backbone()
+    both = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, cache=False))
+    short = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, query_rationale_tokens=0,
+                                                               cache=False))
+    texts = ["a cat sleeps on the mat", "rates rose again"]
+    assert np.allclose(both.encode_documents(texts), short.encode_documents(texts), atol=1e-6)
+    assert short.explain(texts, role="query") == ["", ""]
+    assert both.fingerprint != short.fingerprint
+    # the neutral value leaves fingerprints of older indexes unchanged
+    assert "query_rationale_tokens" not in both.config.identity()
+
+
+def test_encoder_settings_file_round_trip_and_bad_file(tmp_path):
+    write_encoder_settings(tmp_path, {"layer": "penultimate"}, note="x")
+    assert read_encoder_settings(tmp_path) == {"layer": "penultimate"}
+    (tmp_path / "grace_encoder.json").write_text('{"layer": "last"}')
+    with pytest.raises(ConfigError, match="not a grace-rag encoder settings file"):
+        read_encoder_settings(tmp_path)
+    (tmp_path / "grace_encoder.json").write_text("{broken")
+    with pytest.raises(ConfigError, match="unreadable"):
+        read_encoder_settings(tmp_path)
+
+
+def test_model_directory_settings_apply_unless_passed(model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "with-settings"
+    shutil.copytree(model_dir, copy)
+    write_encoder_settings(copy, {"layer": "penultimate", "max_rationale_tokens": 3})
+    enc = GraceEncoder(model=str(copy), config=EncoderConfig(cache=False), device="cpu")
+    assert enc.config.layer is Layer.PENULTIMATE and enc.config.max_rationale_tokens == 3
+    enc = GraceEncoder(model=str(copy), config=EncoderConfig(max_rationale_tokens=2, cache=False), device="cpu")
+    assert enc.config.max_rationale_tokens == 2 and enc.config.layer is Layer.PENULTIMATE
+
+
+def _random_adapter(base_dir, out_dir, seed=0):
+    """A LoRA adapter with non-zero weights on ``base_dir``, saved as grace-rag saves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    base = load_backbone(base_dir)
+    model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.3)
+    model.save_pretrained(str(out_dir))
+    cfg = json.loads((out_dir / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(base_dir)
+    (out_dir / "adapter_config.json").write_text(json.dumps(cfg))
+    merged_dir = out_dir.parent / f"{out_dir.name}-merged"
+    model.merge_and_unload().save_pretrained(str(merged_dir))
+    base.tokenizer.save_pretrained(str(merged_dir))
+    return merged_dir
+
+
+def test_adapter_directory_gives_the_vectors_of_the_merged_model(model_dir, tmp_path):
+    adapter = tmp_path / "adapter"
+    merged = _random_adapter(model_dir, adapter)
+    config = EncoderConfig(max_rationale_tokens=3, cache=False)
+    texts = ["a cat sleeps on the mat", "proteins fold into shapes", "rates rose"]
+    a = GraceEncoder(model=str(adapter), config=config, device="cpu").encode_documents(texts)
+    m = GraceEncoder(model=str(merged), config=config, device="cpu").encode_documents(texts)
+    base = GraceEncoder(model=str(model_dir), config=config, device="cpu").encode_documents(texts)
+    assert (a * m).sum(axis=1).min() >= 0.9999
+    assert (a * base).sum(axis=1).min() < 0.999  # the adapter really changes the vectors
+    a_enc = GraceEncoder(model=str(adapter), config=config, device="cpu")
+    assert a_enc.fingerprint != GraceEncoder(model=str(model_dir), config=config, device="cpu").fingerprint
+
+
+def test_adapter_with_a_missing_base_names_it(model_dir, tmp_path):
+    adapter = tmp_path / "adapter"
+    _random_adapter(model_dir, adapter)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tmp_path / "gone")
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelNotFoundError, match=r"LoRA adapter for base model .*gone.*cannot be loaded"):
+        load_backbone(adapter)
