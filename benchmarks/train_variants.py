@@ -46,8 +46,8 @@ def main() -> None:
         done = torch.ones(pos.shape[:2], dtype=torch.bool)  # compare the similarity terms only
         kw = dict(lambda_consistency=cfg.lambda_consistency, lambda_hard=cfg.lambda_hard, tau=cfg.tau,
                   length_penalty=None)
-        paper = R.supervised_rewards(q, pos, neg, done, per_rollout=False, **kw)
-        varied = R.supervised_rewards(q, pos, neg, done, per_rollout=True, **kw)
+        paper = R.supervised_rewards(q, pos, neg, done, variant="paper", **kw)
+        varied = R.supervised_rewards(q, pos, neg, done, variant="per_rollout", **kw)
         a_p, a_v = group_mean_advantage(paper.total), group_mean_advantage(varied.total)
         neg_part = group_mean_advantage(
             (-(torch.einsum("bkd,bmd->bkm", pos, neg).sum(2)) + cfg.lambda_hard * varied.hard) / cfg.tau)

@@ -37,10 +37,18 @@ class Objective(str, enum.Enum):
 
 
 class RewardVariant(str, enum.Enum):
-    """``paper``: rewards as in GRACE. ``per_rollout``: negative and hard terms vary per rollout."""
+    """Supervised rewards (``grace_rag.trainer.rewards.VARIANTS``).
+
+    ``paper``: as in GRACE (its negative and hard terms are constant inside a group and cancel);
+    ``per_rollout``: negative and hard terms compare each rollout (vary inside a group);
+    ``soft_rank``: InfoNCE as a reward, log-softmax of sim(q, d+_k) against the batch's other
+    documents and negatives; ``margin``: sim(q, d+_k) - max sim(neg, d+_k).
+    """
 
     PAPER = "paper"
     PER_ROLLOUT = "per_rollout"
+    SOFT_RANK = "soft_rank"
+    MARGIN = "margin"
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -63,7 +71,7 @@ class TrainConfig:
     tau: float = _f(0.1, "temperature dividing the total reward")
     lambda_consistency: float = _f(0.2, "lambda1: weight of the consistency reward")
     lambda_hard: float = _f(0.2, "lambda2: weight of the in-batch hard-negative reward")
-    reward_variant: RewardVariant = _f(RewardVariant.PAPER, "paper, or per_rollout (negative/hard terms vary per rollout)")
+    reward_variant: RewardVariant = _f(RewardVariant.PAPER, "supervised reward: paper, per_rollout, soft_rank (InfoNCE as a reward) or margin")
     rollout_temperature: float = _f(1.0, "sampling temperature of the K rollouts")
     single_temperature: float = _f(0.5, "sampling temperature of the single query/negative/anchor rationale")
     max_rationale_tokens: int = _f(256, "maximum generated rationale tokens (documents, rollouts; the trained model is served with it)")
@@ -73,6 +81,10 @@ class TrainConfig:
     pooling: str | None = _f(None, "pooling in training and recorded for inference: mean, rationale, balanced, last, max (None: the model's setting)")
     length_penalty: float | None = _f(-1.0, "reward of a rollout cut at the length limit without EOS; \"off\" (or None): cut rollouts keep their reward")
     estimator: Estimator = _f(Estimator.GRPO, "RL estimator: grpo, dr_grpo, dapo, reinforce_pp, remax")
+    advantage_std_floor: float | None = _f(None, "divide advantages by max(group reward std, this floor) (None: no std division, the paper)")
+    dynamic_sampling: bool = _f(False, "leave groups whose K rewards are all equal out of the policy update (counted per step)")
+    ppo_epochs: int = _f(1, "passes of PPO updates over each step's rollouts (the paper: 1); later passes see ratio != 1")
+    ppo_minibatches: int = _f(1, "optimiser updates per PPO pass: the step's groups are split into this many mini-batches")
     clip_eps: float = _f(0.2, "PPO clip epsilon (lower; also upper unless clip_eps_high is set)")
     clip_eps_high: float | None = _f(None, "upper PPO clip epsilon (None: estimator default, 0.28 for dapo)")
     dual_clip: float = _f(3.0, "dual-clip constant c bounding the loss of negative advantages")
@@ -87,7 +99,8 @@ class TrainConfig:
     steps: int | None = _f(None, "optimiser steps (None: run `epochs` passes over the data)")
     epochs: int = _f(1, "passes over the data when `steps` is not set")
     max_minutes: float | None = _f(None, "wall-clock budget: stop after the step that passes it and save (None: no limit)")
-    grad_accum: int = _f(1, "micro-batches per step; gradients accumulate (B must be divisible)")
+    grad_accum: int = _f(1, "micro-batches per update; gradients accumulate. InfoNCE negatives come from the "
+                            "micro-batch only, so grad_accum > 1 gives InfoNCE fewer in-batch negatives")
     lora: bool = _f(False, "train a LoRA adapter (peft) instead of all weights")
     lora_rank: int = _f(16, "LoRA rank r")
     lora_alpha: int = _f(32, "LoRA alpha")
@@ -126,9 +139,18 @@ class TrainConfig:
 
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         uses_groups = self.objective != Objective.CONTRASTIVE
-        need(not uses_groups or self.rollouts >= 2,
-             f"rollouts must be >= 2 for the {self.objective.value} objective "
-             f"(a group of one has zero advantage), got {self.rollouts}")
+        baseline = ESTIMATORS[self.estimator]
+        need(not uses_groups or self.rollouts >= 2 or not baseline.group_baseline,
+             f"rollouts must be >= 2 for the {self.objective.value} objective with the {self.estimator.value} "
+             f"estimator (a group of one has zero advantage against its own mean), got {self.rollouts}")
+        need(not uses_groups or self.batch_size * self.rollouts >= 2,
+             "batch_size x rollouts must be >= 2: a single rollout has nothing to be compared with")
+        need(self.advantage_std_floor is None or self.advantage_std_floor > 0,
+             f"advantage_std_floor must be > 0 (or unset), got {self.advantage_std_floor}")
+        need(self.ppo_epochs >= 1 and self.ppo_minibatches >= 1, "ppo_epochs and ppo_minibatches must be >= 1")
+        need(self.batch_size % (self.ppo_minibatches * self.grad_accum) == 0,
+             f"batch_size ({self.batch_size}) must be divisible by ppo_minibatches x grad_accum "
+             f"({self.ppo_minibatches} x {self.grad_accum})")
         need(self.tau > 0, f"tau must be > 0, got {self.tau}")
         need(self.infonce_tau > 0, f"infonce_tau must be > 0, got {self.infonce_tau}")
         need(self.rollout_temperature > 0,

@@ -34,30 +34,50 @@ class Aggregation(str, enum.Enum):
     SEQ_MEAN_TOKEN_MEAN = "seq_mean_token_mean"  # mean over sequences of per-sequence means
 
 
-# ---- advantages: (rewards (B, K), baseline (B, K) | None) -> (B, K) -------------------------
+# ---- advantages: (rewards (B, K), baseline (B, 1) | None, lengths (B, K) | None) -> (B, K) -----
 
-def group_mean_advantage(rewards: Tensor, baseline: Tensor | None = None) -> Tensor:
+def group_mean_advantage(rewards: Tensor, baseline: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
     """GRACE / Dr.GRPO: ``A = R - mean_k R`` within each group, no std division."""
     return rewards - rewards.mean(dim=1, keepdim=True)
 
 
-def group_normalized_advantage(rewards: Tensor, baseline: Tensor | None = None) -> Tensor:
+def group_normalized_advantage(rewards: Tensor, baseline: Tensor | None = None,
+                               lengths: Tensor | None = None) -> Tensor:
     """GRPO/DAPO normalisation: ``(R - mean_k R) / (std_k R + eps)`` (unbiased std)."""
     std = rewards.std(dim=1, keepdim=True) if rewards.shape[1] > 1 else torch.zeros_like(rewards[:, :1])
     return (rewards - rewards.mean(dim=1, keepdim=True)) / (std + EPS)
 
 
-def batch_whitened_advantage(rewards: Tensor, baseline: Tensor | None = None) -> Tensor:
-    """REINFORCE++: no group baseline; whitened over the whole batch ``(R - mean) / (std + eps)``."""
-    std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
-    return (rewards - rewards.mean()) / (std + EPS)
+def batch_whitened_advantage(rewards: Tensor, baseline: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+    """REINFORCE++: no group baseline; whitened over every rationale *token* of the batch.
+
+    With an outcome reward every token of a sequence carries its sequence's reward, so the
+    token-level mean and std are the sequence-level ones weighted by length (``lengths``; equal
+    weights when None).
+    """
+    w = torch.ones_like(rewards) if lengths is None else lengths.to(rewards.dtype)
+    total = w.sum().clamp(min=1.0)
+    mean = (w * rewards).sum() / total
+    var = (w * (rewards - mean) ** 2).sum() / (total - 1).clamp(min=1.0)
+    return (rewards - mean) / (var.sqrt() + EPS)
 
 
-def greedy_baseline_advantage(rewards: Tensor, baseline: Tensor | None = None) -> Tensor:
+def greedy_baseline_advantage(rewards: Tensor, baseline: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
     """ReMax: ``A = R - R_greedy``, the reward of a greedy rationale of the same text as baseline."""
     if baseline is None:
         raise ValueError("ReMax needs the greedy-rollout rewards as baseline")
     return rewards - baseline.reshape(rewards.shape[0], -1)
+
+
+def varying_groups(rewards: Tensor, eps: float = 1e-6) -> Tensor:
+    """(B,) bool: groups whose K rewards are not all equal (the others carry no group-relative signal)."""
+    return (rewards.amax(dim=1) - rewards.amin(dim=1)) > eps
+
+
+def std_floor_normalize(advantages: Tensor, rewards: Tensor, floor: float) -> Tensor:
+    """``A / max(std_k R, floor)``: std normalisation that cannot blow up near-constant groups."""
+    std = rewards.std(dim=1, keepdim=True) if rewards.shape[1] > 1 else torch.zeros_like(rewards[:, :1])
+    return advantages / std.clamp(min=floor)
 
 
 # ---- losses ---------------------------------------------------------------------------------
@@ -114,14 +134,16 @@ class EstimatorSpec:
     aggregation: Aggregation
     clip_high: float | None = None  # None: same as the lower clip epsilon
     needs_greedy_baseline: bool = False
+    group_baseline: bool = True  # the baseline is the group's own mean: a group of one has zero advantage
 
 
 ESTIMATORS: dict[Estimator, EstimatorSpec] = {
     Estimator.GRPO: EstimatorSpec(group_mean_advantage, Aggregation.TOKEN_MEAN),
     Estimator.DR_GRPO: EstimatorSpec(group_mean_advantage, Aggregation.SEQ_MEAN_TOKEN_SUM_NORM),
     Estimator.DAPO: EstimatorSpec(group_normalized_advantage, Aggregation.TOKEN_MEAN, clip_high=0.28),
-    Estimator.REINFORCE_PP: EstimatorSpec(batch_whitened_advantage, Aggregation.TOKEN_MEAN),
-    Estimator.REMAX: EstimatorSpec(greedy_baseline_advantage, Aggregation.TOKEN_MEAN, needs_greedy_baseline=True),
+    Estimator.REINFORCE_PP: EstimatorSpec(batch_whitened_advantage, Aggregation.TOKEN_MEAN, group_baseline=False),
+    Estimator.REMAX: EstimatorSpec(greedy_baseline_advantage, Aggregation.TOKEN_MEAN, needs_greedy_baseline=True,
+                                   group_baseline=False),
 }
 
 

@@ -1,4 +1,4 @@
-"""GraceTrainer: rollout → embeddings (no grad) → rewards → advantages → policy loss → step.
+"""GraceTrainer: rollout → embeddings (no grad) → rewards → advantages → PPO updates.
 
 Built from a TrainConfig and an already loaded Backbone (injected, so tests pass tiny ones).
 Objectives: GRACE's policy loss, the InfoNCE baseline over pooled embeddings, or both.
@@ -20,12 +20,12 @@ from grace_rag.models import Backbone
 from grace_rag.prompts import PromptBuilder
 from grace_rag.representation import PoolSpec, Representer
 
-from . import rewards as R
-from .config import Mode, Objective, RewardVariant, TrainConfig
+from .config import Mode, Objective, TrainConfig
 from .contrastive import info_nce
 from .estimators import ESTIMATORS, Aggregation, aggregate, kl_k3, policy_loss
 from .policy import ReferencePolicy, forward_sequences
 from .rollout import RationaleMemo, Rollout, Sampler, memo_rollout, supervised_rollout, unsupervised_rollout
+from .scoring import Scored, same_query_mask, score
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +113,21 @@ class GraceTrainer:
 
     # -- one step -------------------------------------------------------------------------
     def step(self, batch: Sequence[Any], step: int) -> dict[str, float]:
-        """Rollout, rewards, losses and one optimiser step on ``batch``; returns the step's metrics."""
+        """Rollout, rewards, advantages, then ``ppo_epochs`` x ``ppo_minibatches`` optimiser updates."""
         started = time.perf_counter()
         cfg = self.config
         self.policy.eval()
         rollout = self.rollout(batch, step)
+        same = same_query_mask(batch)
         metrics: dict[str, float] = {}
-        advantages = None
+        scored = None
         if cfg.objective != Objective.CONTRASTIVE:
-            breakdown, baseline = self._rewards(rollout)
-            advantages = self.spec_rl.advantage(breakdown.total, baseline)  # (B, K)
-            metrics.update({f"reward_{k}": v for k, v in breakdown.means().items()})
-            metrics.update(reward_std=float(breakdown.total.std()) if breakdown.total.numel() > 1 else 0.0,
-                           adv_std=float(advantages.std()) if advantages.numel() > 1 else 0.0,
-                           adv_absmax=float(advantages.abs().max()))
+            scored = score(cfg, rollout, same)
+            metrics.update(scored.metrics)
+            if scored.warning:
+                log.warning("step %d: %s", step + 1, scored.warning)
         self.policy.train()
-        metrics.update(self._backward(batch, rollout, advantages, self.contrastive_weight(step)))
-        metrics["grad_norm"] = self._optimizer_step()
+        metrics.update(self._update(rollout, scored, same, self.contrastive_weight(step)))
         lengths = [len(t) for t in rollout.group.token_ids]
         metrics.update(rationale_len=sum(lengths) / len(lengths),
                        finished_frac=float(rollout.group.finished.float().mean()),
@@ -137,7 +135,7 @@ class GraceTrainer:
         return metrics
 
     def rollout(self, batch: Sequence[Any], step: int) -> Rollout:
-        """Sample this step's rationales (no gradient) with their pooled embeddings."""
+        """Sample this step's rationales (no gradient) with their pooled embeddings and log-probs."""
         cfg = self.config
         doc = self.builders[Role.DOCUMENT].build
         if cfg.objective == Objective.CONTRASTIVE and cfg.mode == Mode.SUPERVISED:
@@ -152,73 +150,80 @@ class GraceTrainer:
             k = 1 if cfg.objective == Objective.CONTRASTIVE else cfg.rollouts
             return unsupervised_rollout(self.sampler, doc, batch, k=k, **common)
         return supervised_rollout(self.sampler, self.builders[Role.QUERY].build, doc, batch, k=cfg.rollouts,
-                                  negatives=cfg.negatives_per_query,
+                                  negatives=cfg.negatives_per_query, query_tokens=cfg.query_tokens,
                                   group=cfg.objective != Objective.CONTRASTIVE, **common)
 
-    def _reward_fn(self, context: Tensor, group: Tensor, negatives: Tensor | None, finished: Tensor) -> R.RewardBreakdown:
-        cfg = self.config
-        kw = dict(lambda_consistency=cfg.lambda_consistency, lambda_hard=cfg.lambda_hard, tau=cfg.tau,
-                  length_penalty=cfg.length_penalty)
-        if negatives is None:
-            return R.unsupervised_rewards(context, group, finished, **kw)
-        return R.supervised_rewards(context, group, negatives, finished,
-                                    per_rollout=cfg.reward_variant == RewardVariant.PER_ROLLOUT, **kw)
-
-    def _rewards(self, ro: Rollout) -> tuple[R.RewardBreakdown, Tensor | None]:
-        """Rewards (B, K) of the group rollouts; for ReMax also the greedy rollout's reward (B, 1)."""
-        group, neg, ctx = ro.group_embeddings(), ro.negative_embeddings(), ro.context.embeddings
-        b = group.shape[0]
-        breakdown = self._reward_fn(ctx, group, neg, ro.group.finished.view(b, ro.k))
-        if ro.greedy is None:
-            return breakdown, None
-        extended = torch.cat([group, ro.greedy.embeddings.view(b, 1, -1)], dim=1)  # (B, K+1, D)
-        done = torch.cat([ro.group.finished.view(b, ro.k), ro.greedy.finished.view(b, 1)], dim=1)
-        return breakdown, self._reward_fn(ctx, extended, neg, done).total[:, -1:]
-
     # -- gradient pass ---------------------------------------------------------------------
-    def _backward(self, batch: Sequence[Any], ro: Rollout, advantages: Tensor | None,
-                  cl_weight: float) -> dict[str, float]:
-        """Micro-batched forward with gradient; losses normalised over the whole batch."""
+    def _update(self, ro: Rollout, scored: Scored | None, same: Tensor | None, cl_weight: float) -> dict[str, float]:
+        """PPO passes over the kept groups, each split into mini-batches (one optimiser update each)
+        and micro-batches (accumulated). The first pass's ratio is 1; later ones are not, so clipping acts."""
         cfg = self.config
-        b, n_micro = len(batch), cfg.grad_accum
-        per = b // n_micro
-        token_lengths = [len(t) for t in ro.group.token_ids]
-        totals = {"num_tokens": float(max(1, sum(token_lengths))), "num_seqs": float(b * ro.k)}
+        groups = list(range(len(ro.context.prompts)))
+        if scored is not None and cfg.objective == Objective.GRACE:
+            groups = [g for g in groups if bool(scored.keep[g])]
+        epochs = cfg.ppo_epochs if scored is not None else 1
+        old = _old_logprobs(ro) if scored is not None else None
         sums: dict[str, float] = {}
-        for c in range(n_micro):
-            rows = range(c * per, (c + 1) * per)
-            loss, stats = self._micro_loss(ro, rows, advantages, totals, cl_weight)
+        updates = 0
+        for _ in range(epochs):
+            for mini in _split(groups, cfg.ppo_minibatches):
+                if not mini:  # every group left out by dynamic sampling
+                    continue
+                stats = self._minibatch(ro, mini, scored, old, same, cl_weight)
+                stats["grad_norm"] = self._optimizer_step()
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                updates += 1
+        out = {key: value / max(1, updates) for key, value in sums.items()}
+        out["updates"] = float(updates)
+        return out
+
+    def _minibatch(self, ro: Rollout, groups: list[int], scored: Scored | None, old: list[Tensor] | None,
+                   same: Tensor | None, cl_weight: float) -> dict[str, float]:
+        """Accumulate the gradient of one mini-batch over its micro-batches; losses normalised over the mini-batch."""
+        k = ro.k
+        n_tokens = sum(len(ro.group.token_ids[g * k + j]) for g in groups for j in range(k))
+        totals = {"num_tokens": float(max(1, n_tokens)), "num_seqs": float(len(groups) * k)}
+        micro = [m for m in _split(groups, self.config.grad_accum) if m]
+        sums: dict[str, float] = {}
+        for rows in micro:
+            loss, stats = self._micro_loss(ro, rows, scored, old, same, totals, cl_weight, len(micro))
             self.accelerator.backward(loss)
             for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else n_micro)
+                sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else len(micro))
         return sums
 
-    def _micro_loss(self, ro: Rollout, rows: range, advantages: Tensor | None,
-                    totals: dict[str, float], cl_weight: float) -> tuple[Tensor, dict[str, float]]:
+    def _micro_loss(self, ro: Rollout, rows: list[int], scored: Scored | None, old: list[Tensor] | None,
+                    same: Tensor | None, totals: dict[str, float], cl_weight: float,
+                    n_micro: int) -> tuple[Tensor, dict[str, float]]:
         cfg = self.config
         k = ro.k
         idx = [i * k + j for i in rows for j in range(k)]
         prompts = [ro.group.prompts[i] for i in idx]
         tokens = [ro.group.token_ids[i] for i in idx]
         use_cl = cfg.objective != Objective.GRACE
+        use_pl = scored is not None and cfg.objective != Objective.CONTRASTIVE
         out = forward_sequences(self.model, prompts, tokens, self.pad_id, cfg.rollout_temperature,
-                                self.spec if use_cl else None, logprobs=advantages is not None)
+                                self.spec if use_cl else None, logprobs=use_pl)
         loss = out.logp.new_zeros(())
         stats: dict[str, float] = {}
-        if advantages is not None:
-            adv = advantages[list(rows)].reshape(-1).to(out.logp.device)  # (n,)
-            pl, pstats = policy_loss(cfg.estimator, out.logp, out.logp.detach(), adv, out.mask,
+        if use_pl and old is not None:
+            adv = scored.advantages[rows].reshape(-1).to(out.logp.device)  # (n,)
+            old_logp = _right_aligned([old[i] for i in idx], out.logp.shape[1]).to(out.logp.device)  # (n, T)
+            pl, pstats = policy_loss(cfg.estimator, out.logp, old_logp, adv, out.mask,
                                      clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                      dual_clip=cfg.dual_clip, max_len=cfg.max_rationale_tokens, **totals)
             loss = loss + pl
-            stats.update(policy_loss=float(pl.detach()), clip_frac=pstats["clip_frac"])
+            stats.update(policy_loss=float(pl.detach()), clip_frac=pstats["clip_frac"],
+                         ratio_dev=float(((out.logp.detach() - old_logp).exp() - 1).abs()[out.mask.bool()].mean())
+                         if out.mask.any() else 0.0)
             if self.reference is not None:
                 kl = self._kl(prompts, tokens, out.logp, out.mask, totals)
                 loss = loss + cfg.kl_coef * kl
                 stats["kl"] = float(kl.detach())
         if use_cl:
-            cl = self._contrastive(ro, rows, out.pooled.view(len(rows), k, -1)[:, 0])
-            loss = loss + cl_weight * cl / cfg.grad_accum
+            cl = self._contrastive(ro, rows, out.pooled.view(len(rows), k, -1)[:, 0], same)
+            loss = loss + cl_weight * cl / n_micro
             stats.update(contrastive_loss=float(cl.detach()), contrastive_weight=cl_weight)
         return loss, stats
 
@@ -228,7 +233,7 @@ class GraceTrainer:
         return aggregate(kl_k3(logp, ref.to(logp.device)), mask, Aggregation.TOKEN_MEAN, max_len=1,
                          num_tokens=totals["num_tokens"])
 
-    def _contrastive(self, ro: Rollout, rows: range, positives: Tensor) -> Tensor:
+    def _contrastive(self, ro: Rollout, rows: list[int], positives: Tensor, same: Tensor | None) -> Tensor:
         """InfoNCE of the rows' queries (or anchors) against their positives and negatives, with gradient."""
         cfg = self.config
         ctx = [ro.context.prompts[i] for i in rows], [ro.context.token_ids[i] for i in rows]
@@ -240,7 +245,8 @@ class GraceTrainer:
             neg = forward_sequences(self.model, [ro.negatives.prompts[i] for i in nidx],
                                     [ro.negatives.token_ids[i] for i in nidx], self.pad_id, 1.0,
                                     self.spec, logprobs=False).pooled.view(len(rows), m, -1)  # (n, M, D)
-        return info_nce(q, positives, neg, cfg.infonce_tau)
+        sub = same[rows][:, rows] if same is not None else None
+        return info_nce(q, positives, neg, cfg.infonce_tau, sub)
 
     def _optimizer_step(self) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -250,3 +256,28 @@ class GraceTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
 
+
+def _split(items: list[int], parts: int) -> list[list[int]]:
+    """``items`` in ``parts`` consecutive chunks as even as possible (some may be empty)."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for p in range(parts):
+        end = start + size + (1 if p < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def _old_logprobs(ro: Rollout) -> list[Tensor]:
+    """Each group rollout's token log-probs under the policy that sampled it (stored at sampling time)."""
+    return [torch.tensor(r.logprobs if r.logprobs is not None else [0.0] * len(r.token_ids), dtype=torch.float32)
+            for r in ro.group.rationales]
+
+
+def _right_aligned(rows: list[Tensor], width: int) -> Tensor:
+    """(n, width): each row's values at its right edge (as forward_sequences lays out rationale tokens)."""
+    out = torch.zeros(len(rows), width)
+    for i, row in enumerate(rows):
+        if len(row):
+            out[i, width - len(row):] = row[-width:]
+    return out

@@ -8,6 +8,7 @@ All similarities are dot products of unit vectors, i.e. cosine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -55,9 +56,40 @@ def hard_negative_reward(q: Tensor, pos: Tensor) -> Tensor:
     return (-_mean_over_others(best)).unsqueeze(1).expand(b, k)
 
 
-def hard_negative_reward_per_rollout(q: Tensor, pos: Tensor) -> Tensor:
-    """Variant: ``- mean_{j != i} sim(q_j, pos_ik)``: each rollout against the other queries.  (B, K)"""
-    return _against_other_contexts(q, pos)
+def hard_negative_reward_per_rollout(q: Tensor, pos: Tensor, same_query: Tensor | None = None) -> Tensor:
+    """Variant: ``- mean_{j != i} sim(q_j, pos_ik)``: each rollout against the other queries.  (B, K)
+
+    ``same_query`` (B, B) bool marks rows that share a query (a BEIR query with several relevant
+    documents): those are not "other" queries and are left out.
+    """
+    return _against_other_contexts(q, pos, same_query)
+
+
+def soft_rank_reward(q: Tensor, pos: Tensor, neg: Tensor, tau: float, same_query: Tensor | None = None) -> Tensor:
+    """InfoNCE as a reward: ``tau * log softmax`` of sim(q_i, pos_ik)/tau against the batch's other documents.
+
+    The candidates for query i are its own rollout pos_ik, every rollout of every other group
+    (except groups sharing query i) and every negative of the batch. Varies with k inside a group
+    (the paper's negative and hard terms do not). Scaled by tau so that the total reward
+    ``(primary + ...) / tau`` is the log-probability itself.  (B, K)
+    """
+    b, k, _ = pos.shape
+    own = torch.einsum("bd,bkd->bk", q, pos) / tau  # (B, K)
+    other_pos = torch.einsum("id,jld->ijl", q, pos) / tau  # (B, B, K)
+    exclude = torch.eye(b, dtype=torch.bool, device=q.device)
+    if same_query is not None:
+        exclude = exclude | same_query.to(q.device)
+    other_pos = other_pos.masked_fill(exclude[:, :, None], float("-inf")).reshape(b, -1)  # (B, B*K)
+    other_neg = torch.einsum("id,jmd->ijm", q, neg).reshape(b, -1) / tau  # (B, B*M)
+    z_others = torch.logsumexp(torch.cat([other_pos, other_neg], dim=1), dim=1, keepdim=True)  # (B, 1)
+    return tau * (own - torch.logaddexp(own, z_others.expand(b, k)))
+
+
+def margin_reward(q: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """``sim(q_i, pos_ik) - max_m sim(neg_im, pos_ik)``: close to the query, far from the hardest negative.  (B, K)"""
+    pos_sim = torch.einsum("bd,bkd->bk", q, pos)  # (B, K)
+    neg_sim = torch.einsum("bkd,bmd->bkm", pos, neg).amax(dim=2)  # (B, K)
+    return pos_sim - neg_sim
 
 
 def self_alignment_reward(anchor: Tensor, x: Tensor) -> Tensor:
@@ -70,13 +102,17 @@ def inbatch_anchor_reward(anchor: Tensor, x: Tensor) -> Tensor:
     return _against_other_contexts(anchor, x)
 
 
-def _against_other_contexts(context: Tensor, x: Tensor) -> Tensor:
-    """``- mean_{j != i} sim(context_j, x_ik)``: each rollout against the other groups' contexts.  (B, K)"""
+def _against_other_contexts(context: Tensor, x: Tensor, same: Tensor | None = None) -> Tensor:
+    """``- mean_{j != i, not same[i, j]} sim(context_j, x_ik)``: each rollout against the other groups' contexts.  (B, K)"""
     b, k, _ = x.shape
     if b < 2:
         return x.new_zeros(b, k)
     sims = torch.einsum("jd,ikd->ijk", context, x)  # (B_i, B_j, K)
-    return -_mean_over_others(sims)
+    if same is None:
+        return -_mean_over_others(sims)
+    keep = ~(torch.eye(b, dtype=torch.bool, device=x.device) | same.to(x.device))  # (B, B)
+    count = keep.sum(dim=1).clamp(min=1).to(x.dtype)[:, None]  # (B, 1)
+    return -(sims * keep[:, :, None]).sum(dim=1) / count
 
 
 def total_reward(primary: Tensor, consistency: Tensor, hard: Tensor,
@@ -108,14 +144,22 @@ class RewardBreakdown:
                 for name in ("primary", "consistency", "hard", "total")}
 
 
-def supervised_rewards(q: Tensor, pos: Tensor, neg: Tensor, finished: Tensor, *, per_rollout: bool,
+#: reward variant -> (q, pos, neg, tau, same_query) -> (primary, hard), each (B, K); see RewardVariant
+VARIANTS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
+    "paper": lambda q, pos, neg, tau, same: (contrastive_reward(q, pos, neg), hard_negative_reward(q, pos)),
+    "per_rollout": lambda q, pos, neg, tau, same: (contrastive_reward_per_rollout(q, pos, neg),
+                                                   hard_negative_reward_per_rollout(q, pos, same)),
+    "soft_rank": lambda q, pos, neg, tau, same: (soft_rank_reward(q, pos, neg, tau, same),
+                                                 hard_negative_reward_per_rollout(q, pos, same)),
+    "margin": lambda q, pos, neg, tau, same: (margin_reward(q, pos, neg), hard_negative_reward_per_rollout(q, pos, same)),
+}
+
+
+def supervised_rewards(q: Tensor, pos: Tensor, neg: Tensor, finished: Tensor, *, variant: str,
                        lambda_consistency: float, lambda_hard: float, tau: float,
-                       length_penalty: float | None) -> RewardBreakdown:
-    """All supervised reward terms; ``per_rollout`` selects the variant negative/hard terms."""
-    if per_rollout:
-        primary, hard = contrastive_reward_per_rollout(q, pos, neg), hard_negative_reward_per_rollout(q, pos)
-    else:
-        primary, hard = contrastive_reward(q, pos, neg), hard_negative_reward(q, pos)
+                       length_penalty: float | None, same_query: Tensor | None = None) -> RewardBreakdown:
+    """All supervised reward terms of ``variant`` (paper, per_rollout, soft_rank, margin)."""
+    primary, hard = VARIANTS[variant](q, pos, neg, tau, same_query)
     cons = consistency_reward(pos)
     total = total_reward(primary, cons, hard, lambda_consistency, lambda_hard, tau)
     return RewardBreakdown(primary, cons, hard, apply_length_penalty(total, finished, length_penalty))

@@ -75,9 +75,11 @@ class Sampler:
         self.max_new_tokens = max_new_tokens
 
     def sample(self, prompts: Sequence[PromptIds], temperature: float, seed: int,
-               max_new_tokens: int | None = None) -> Sampled:
+               max_new_tokens: int | None = None, logprobs: bool = False) -> Sampled:
+        """Rationales (with their token log-probs when ``logprobs``) and unit vectors of ``prompts``."""
         tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
-        settings = GenerationSettings(max_new_tokens=tokens, temperature=temperature, seed=seed)
+        settings = GenerationSettings(max_new_tokens=tokens, temperature=temperature, seed=seed,
+                                      return_logprobs=logprobs)
         rationales, vectors = self.representer.represent(list(prompts), settings)
         return Sampled(list(prompts), rationales, vectors.float())
 
@@ -89,15 +91,21 @@ def negatives_per_row(batch: Sequence[Triplet], limit: int) -> int:
 
 def supervised_rollout(sampler: Sampler, query_prompt, doc_prompt, batch: Sequence[Triplet], *, k: int,
                        negatives: int, rollout_temperature: float, single_temperature: float,
-                       seed: int, step: int, greedy: bool, group: bool = True) -> Rollout:
-    """Query and negatives once each, positives K times (``group`` False: once, single temperature)."""
+                       seed: int, step: int, greedy: bool, group: bool = True,
+                       query_tokens: int | None = None) -> Rollout:
+    """Query and negatives once each, positives K times (``group`` False: once, single temperature).
+
+    Queries get ``query_tokens`` rationale tokens (None: the sampler's length), as the encoder does.
+    The K positive rollouts keep their token log-probs: the PPO ratio's denominator.
+    """
     m = negatives_per_row(batch, negatives)
-    q = sampler.sample([query_prompt(t.query) for t in batch], single_temperature, step_seed(seed, step, "query"))
+    q = sampler.sample([query_prompt(t.query) for t in batch], single_temperature, step_seed(seed, step, "query"),
+                       max_new_tokens=query_tokens)
     neg = sampler.sample([doc_prompt(n) for t in batch for n in t.negatives[:m]], single_temperature,
                          step_seed(seed, step, "negative"))
     reps, temp = (k, rollout_temperature) if group else (1, single_temperature)
     pos = sampler.sample([doc_prompt(t.positive) for t in batch for _ in range(reps)], temp,
-                         step_seed(seed, step, "positive"))
+                         step_seed(seed, step, "positive"), logprobs=group)
     base = sampler.sample([doc_prompt(t.positive) for t in batch], 0.0, 0) if greedy else None
     return Rollout(context=q, group=pos, negatives=neg, greedy=base, k=reps)
 
@@ -108,7 +116,7 @@ def unsupervised_rollout(sampler: Sampler, doc_prompt, batch: Sequence[str], *, 
     """An anchor rationale per text (single temperature) and K rollouts (rollout temperature)."""
     anchor = sampler.sample([doc_prompt(x) for x in batch], single_temperature, step_seed(seed, step, "anchor"))
     xs = sampler.sample([doc_prompt(x) for x in batch for _ in range(k)], rollout_temperature,
-                        step_seed(seed, step, "positive"))
+                        step_seed(seed, step, "positive"), logprobs=True)
     base = sampler.sample([doc_prompt(x) for x in batch], 0.0, 0) if greedy else None
     return Rollout(context=anchor, group=xs, negatives=None, greedy=base, k=k)
 

@@ -21,7 +21,7 @@ def test_defaults_follow_the_authors_code():
     ({"tau": 0}, "tau must be > 0"),
     ({"estimator": "ppo"}, "valid values are: grpo"),
     ({"estimator": "dapo", "kl_coef": 0.1}, "dapo estimator uses no KL"),
-    ({"batch_size": 4, "grad_accum": 3}, "must be >= 1 and divide batch_size"),
+    ({"batch_size": 4, "grad_accum": 3}, "must be divisible by ppo_minibatches x grad_accum"),
     ({"rollout_temperature": 0}, "rollouts are sampled"),
     ({"mixed_precision": "fp8"}, "valid values are: auto"),
 ])

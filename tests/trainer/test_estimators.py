@@ -9,7 +9,7 @@ from torch.testing import assert_close
 from grace_rag.trainer.estimators import (ESTIMATORS, Aggregation, Estimator, aggregate,
                                           batch_whitened_advantage, greedy_baseline_advantage,
                                           group_mean_advantage, group_normalized_advantage, kl_k3,
-                                          policy_loss, ppo_token_loss)
+                                          policy_loss, ppo_token_loss, std_floor_normalize, varying_groups)
 
 REWARDS = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
 
@@ -25,6 +25,25 @@ def test_advantages():
                  torch.tensor([[-1.0, 0.0, 1.0], [-1.0, -1.0, 5.0]]))
     with pytest.raises(ValueError):
         greedy_baseline_advantage(REWARDS, None)
+
+
+def test_reinforce_pp_whitens_per_token():
+    lengths = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 10.0]])  # the reward-6 rollout has 10 tokens
+    # token-weighted mean = (1+2+3+0+0+60)/15 = 4.4; the sequence-level mean would be 2
+    out = batch_whitened_advantage(REWARDS, None, lengths)
+    mean = 66.0 / 15.0
+    var = (((REWARDS - mean) ** 2) * lengths).sum() / 14.0
+    assert_close(out, (REWARDS - mean) / var.sqrt(), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out, batch_whitened_advantage(REWARDS))
+
+
+def test_varying_groups_and_std_floor():
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.1, 0.2], [0.0, 3.0, 6.0]])
+    assert varying_groups(rewards).tolist() == [False, True, True]
+    adv = group_mean_advantage(rewards)
+    out = std_floor_normalize(adv, rewards, floor=1.0)
+    # group 1: std 0.1 < floor -> divided by 1 (not blown up 10x); group 2: std 3 -> divided by 3
+    assert_close(out, torch.tensor([[0.0, 0.0, 0.0], [-0.1, 0.0, 0.1], [-1.0, 0.0, 1.0]]))
 
 
 # two sequences, three tokens; ratios chosen to hit each clipping case

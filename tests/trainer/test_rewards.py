@@ -59,7 +59,7 @@ def test_unsupervised_terms():
 
 def test_total_weighted_scaled_and_length_penalty():
     finished = torch.tensor([[True, False], [True, True]])
-    out = R.supervised_rewards(Q, POS, NEG, finished, per_rollout=False, lambda_consistency=0.2,
+    out = R.supervised_rewards(Q, POS, NEG, finished, variant="paper", lambda_consistency=0.2,
                                lambda_hard=0.2, tau=0.1, length_penalty=-1.0)
     # (R_CL + 0.2 R_cons + 0.2 R_hard) / 0.1 ; the unfinished rollout gets -1
     assert_close(out.total, t([[9.2, -1.0], [0.4, -9.6]]))
@@ -78,16 +78,16 @@ def test_group_constant_terms_cancel_in_paper_advantage():
     done = torch.ones(b, k, dtype=torch.bool)
     kw = dict(lambda_consistency=0.2, lambda_hard=0.2, tau=0.1, length_penalty=-1.0)
 
-    full = R.supervised_rewards(q, pos, neg, done, per_rollout=False, **kw)
+    full = R.supervised_rewards(q, pos, neg, done, variant="paper", **kw)
     only_varying = (torch.einsum("bd,bkd->bk", q, pos) + 0.2 * R.consistency_reward(pos)) / 0.1
     assert_close(group_mean_advantage(full.total), group_mean_advantage(only_varying))
     # ... so swapping the negatives (or dropping the hard term) leaves the paper's advantage unchanged
-    other = R.supervised_rewards(q, pos, -neg, done, per_rollout=False, **{**kw, "lambda_hard": 5.0})
+    other = R.supervised_rewards(q, pos, -neg, done, variant="paper", **{**kw, "lambda_hard": 5.0})
     assert not torch.allclose(full.total, other.total)
     assert_close(group_mean_advantage(full.total), group_mean_advantage(other.total))
     # the per-rollout variant does respond to the negatives
-    var_a = R.supervised_rewards(q, pos, neg, done, per_rollout=True, **kw)
-    var_b = R.supervised_rewards(q, pos, -neg, done, per_rollout=True, **kw)
+    var_a = R.supervised_rewards(q, pos, neg, done, variant="per_rollout", **kw)
+    var_b = R.supervised_rewards(q, pos, -neg, done, variant="per_rollout", **kw)
     assert not torch.allclose(group_mean_advantage(var_a.total), group_mean_advantage(var_b.total))
 
 
@@ -95,8 +95,56 @@ def test_length_penalty_is_the_side_path_through_which_constants_act():
     b, k, d = 2, 3, 4
     q, pos, neg = _random_unit(1, b, d), _random_unit(2, b, k, d), _random_unit(3, b, 1, d)
     done = torch.tensor([[True, False, True], [True, True, True]])
-    kw = dict(per_rollout=False, lambda_consistency=0.2, lambda_hard=0.2, tau=0.1, length_penalty=-1.0)
+    kw = dict(variant="paper", lambda_consistency=0.2, lambda_hard=0.2, tau=0.1, length_penalty=-1.0)
     a = group_mean_advantage(R.supervised_rewards(q, pos, neg, done, **kw).total)
     b_ = group_mean_advantage(R.supervised_rewards(q, pos, -neg, done, **kw).total)
     assert not torch.allclose(a[0], b_[0])  # group with a penalised rollout: negatives matter
     assert_close(a[1], b_[1])  # full group: they cancel
+
+
+def test_soft_rank_by_hand():
+    # query 0 = e1; its rollouts e1 (sim 1) and u (0.6); other candidates: group 1's rollouts e2 (0), e1 (1)
+    # and the negatives e2 (0), u (0.6). tau = 1 keeps the numbers readable.
+    out = R.soft_rank_reward(Q, POS, NEG, tau=1.0)
+    import math
+
+    others = math.exp(0) + math.exp(1) + math.exp(0) + math.exp(0.6)
+    assert_close(out[0], t([1 - math.log(math.exp(1) + others), 0.6 - math.log(math.exp(0.6) + others)]))
+
+
+def test_soft_rank_leaves_out_rows_that_share_the_query():
+    same = torch.tensor([[False, True], [True, False]])
+    out = R.soft_rank_reward(Q, POS, NEG, tau=1.0, same_query=same)
+    import math
+
+    others = math.exp(0) + math.exp(0.6)  # only the negatives remain as candidates for query 0
+    assert_close(out[0, 0], torch.tensor(1 - math.log(math.exp(1) + others)))
+
+
+def test_margin_by_hand():
+    # sim(q, pos) - max_m sim(neg, pos). group 0 (q=e1, neg=e2): e1 -> 1 - 0 ; u -> 0.6 - 0.8
+    # group 1 (q=e2, neg=u): e2 -> 1 - 0.8 ; e1 -> 0 - 0.6
+    assert_close(R.margin_reward(Q, POS, NEG), t([[1.0, -0.2], [0.2, -0.6]]))
+
+
+def test_new_variants_vary_inside_a_group_where_the_paper_terms_cancel():
+    b, k, d = 3, 4, 8
+    q, pos, neg = _random_unit(1, b, d), _random_unit(2, b, k, d), _random_unit(3, b, 1, d)
+    done = torch.ones(b, k, dtype=torch.bool)
+    kw = dict(lambda_consistency=0.0, lambda_hard=0.2, tau=0.1, length_penalty=None)
+    for variant in ("soft_rank", "margin"):
+        a = group_mean_advantage(R.supervised_rewards(q, pos, neg, done, variant=variant, **kw).total)
+        b_ = group_mean_advantage(R.supervised_rewards(q, pos, -neg, done, variant=variant, **kw).total)
+        assert not torch.allclose(a, b_), variant  # the negatives change who wins inside a group
+    paper_a = group_mean_advantage(R.supervised_rewards(q, pos, neg, done, variant="paper", **kw).total)
+    paper_b = group_mean_advantage(R.supervised_rewards(q, pos, -neg, done, variant="paper", **kw).total)
+    assert_close(paper_a, paper_b)
+
+
+def test_per_rollout_hard_term_skips_rows_with_the_same_query():
+    q = torch.tensor([E1, E1, E2])
+    pos = torch.tensor([[U], [E1], [E2]])
+    same = torch.tensor([[False, True, False], [True, False, False], [False, False, False]])
+    # row 0 against other queries: only q_2 = e2 (sim(e2, u) = 0.8), not q_1 = e1 (same query)
+    assert_close(R.hard_negative_reward_per_rollout(q, pos, same)[0], t([-0.8]))
+    assert_close(R.hard_negative_reward_per_rollout(q, pos)[0], t([-(0.6 + 0.8) / 2]))
