@@ -5,6 +5,11 @@ returns what it produced (token, log-prob, whether the row was still alive, the 
 When pooling, the last chosen token is fed once more so its state exists too: P(x) ⊕ r is then
 fully covered by the states of the generation pass and no second forward pass is needed. The
 pooled segments are built once from the prompt mask and the per-step "still alive" record.
+
+Shared prefix: every prompt of a role starts with the same system prefix (the tokens before
+the pooled region). Its keys and values are computed once (batch 1), kept, and copied into each
+batch's KV cache, so prefill runs over the texts only; layout ``[prefix | left padding | text]``
+with explicit positions. Those positions are never pooled, so vectors do not change.
 """
 
 from __future__ import annotations
@@ -26,6 +31,15 @@ from grace_rag.representation import Representer, forward_with_layer, left_pad, 
 
 
 @dataclass
+class Prefix:
+    """Shared leading prompt tokens and their keys/values per layer, each (1, heads, P, head_dim)."""
+
+    length: int
+    keys: list[Tensor]
+    values: list[Tensor]
+
+
+@dataclass
 class Decoded:
     """What one batch's decoding produced: per step (B,) tokens, log-probs and alive flags, and
     the layer states of every fed token (prefill (B, T0, D), then (B, 1, D) per fed token)."""
@@ -39,12 +53,14 @@ class Decoded:
 class HFGenerator(FusedGenerator):
     """Decoding with a Hugging Face causal LM; ``generate_and_pool`` reuses its states for the vector."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, share_prefix: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.share_prefix = share_prefix
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = pad_token_id(model, tokenizer)
+        self._prefixes: dict[tuple[int, ...], Prefix] = {}
 
     def generate(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
                  progress: Progress | None = None) -> list[Rationale]:
@@ -83,28 +99,61 @@ class HFGenerator(FusedGenerator):
     def _run_batch(self, prompts: list[PromptIds], settings: GenerationSettings, representer: Representer | None,
                    rng: torch.Generator | None) -> tuple[list[Rationale], Tensor | None]:
         device = self.model.device
-        ids, attn = left_pad([p.input_ids for p in prompts], self.pad_id, device)  # (B, T0)
+        prefix = self._prefix(prompts)
+        shared = prefix.length if prefix is not None else 0
+        suffixes = [p.input_ids[shared:] for p in prompts]
+        ids, text_mask = left_pad(suffixes, self.pad_id, device)  # (B, T): the prompts after the shared prefix
+        attn = torch.cat([text_mask.new_ones(len(prompts), shared), text_mask], dim=1)  # (B, P + T)
+        positions = shared + positions_from_mask(text_mask)  # (B, T)
         layer = representer.spec.layer if representer is not None else None
-        decoded = self._decode(ids, attn, settings, rng, layer)
+        decoded = self._decode(ids, attn, positions, prefix, settings, rng, layer)
         rows = self._rationales(decoded, settings, batch=len(prompts))
         if representer is None:
             return rows, None
-        starts = torch.tensor([ids.shape[1] - len(p.input_ids) + p.pool_start for p in prompts], device=device)
-        seg = _segments(attn, starts, decoded.alive)
-        hidden = torch.cat(decoded.states, dim=1)  # (B, T0 + steps, D)
+        starts = torch.tensor([ids.shape[1] - len(s) + p.pool_start - shared for s, p in zip(suffixes, prompts)],
+                              device=device)  # (B,) columns of the first pooled token
+        seg = _segments(text_mask, starts, decoded.alive)
+        hidden = torch.cat(decoded.states, dim=1)  # (B, T + steps, D)
         return rows, representer.pool(hidden, seg).cpu()
 
-    def _decode(self, ids: Tensor, attn: Tensor, settings: GenerationSettings, rng: torch.Generator | None,
-                layer: Layer | None) -> Decoded:
-        """Prefill, then one KV-cached step per new token; with ``layer``, every fed token's state is kept."""
+    def _prefix(self, prompts: list[PromptIds]) -> Prefix | None:
+        """The batch's shared prefix (computed once and kept), or None when sharing is off or not possible."""
+        length = min(p.pool_start for p in prompts)
+        first = tuple(prompts[0].input_ids[:length])
+        if not self.share_prefix or length < 1 or any(tuple(p.input_ids[:length]) != first for p in prompts) \
+                or any(len(p.input_ids) <= length for p in prompts):
+            return None
+        if first not in self._prefixes:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            ids = torch.tensor([first], device=self.model.device)
+            self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            if len(self._prefixes) >= 8:  # one per instruction in practice; never grow without bound
+                self._prefixes.pop(next(iter(self._prefixes)))
+            self._prefixes[first] = Prefix(length, [layer.keys for layer in cache.layers],
+                                           [layer.values for layer in cache.layers])
+        return self._prefixes[first]
+
+    def _decode(self, ids: Tensor, attn: Tensor, positions: Tensor, prefix: Prefix | None,
+                settings: GenerationSettings, rng: torch.Generator | None, layer: Layer | None) -> Decoded:
+        """Prefill, then one KV-cached step per new token; with ``layer``, every fed token's state is kept.
+
+        ``ids`` (B, T) are the prompts after the shared prefix, ``attn`` (B, P + T) covers both,
+        ``positions`` (B, T) are the texts' position ids.
+        """
         from transformers import StaticCache
 
         stop = torch.tensor(self.stop_ids, device=ids.device)
-        width = ids.shape[1]
+        shared = prefix.length if prefix is not None else 0
+        width = shared + ids.shape[1]
         # preallocated KV cache: no per-step concatenation of every layer's keys and values
         cache = StaticCache(config=self.model.config, max_cache_len=width + settings.max_new_tokens + 1)
-        positions = positions_from_mask(attn)  # (B, T0)
-        out, hidden = self._forward(ids, attn, positions, cache, torch.arange(width, device=ids.device), layer)
+        if prefix is not None:
+            for i, (k, v) in enumerate(zip(prefix.keys, prefix.values)):
+                cache.update(k.expand(ids.shape[0], -1, -1, -1), v.expand(ids.shape[0], -1, -1, -1), i)
+        out, hidden = self._forward(ids, attn, positions, cache, torch.arange(shared, width, device=ids.device),
+                                    layer)
         result = Decoded(states=[hidden] if hidden is not None else [])
         next_pos = positions[:, -1:] + 1  # (B, 1)
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)

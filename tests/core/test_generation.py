@@ -102,3 +102,20 @@ def test_generation_stops_at_eos(setup):
     finally:
         handle.remove()
     assert all(r.token_ids == [eos] and r.finished and r.text == "" for r in rats)
+
+
+@pytest.mark.parametrize("template", ["chatml", "llama3", "no_system", "none"])
+def test_shared_prefix_gives_the_same_rationales_and_vectors(template):
+    bb = tiny_backbone(template, seed=2)
+    builder = PromptBuilder(bb.tokenizer, "Analyse the text.", 512)
+    prompts = [builder.build(t) for t in TEXTS]
+    settings = GenerationSettings(max_new_tokens=6)
+    shared_gen = HFGenerator(bb.model, bb.tokenizer, batch_size=8, share_prefix=True)
+    plain_gen = HFGenerator(bb.model, bb.tokenizer, batch_size=8, share_prefix=False)
+    for pooling in Pooling:
+        spec = PoolSpec(pooling, Layer.LAST)
+        a_rats, a_vec = fused(bb, shared_gen, prompts, settings, spec)
+        b_rats, b_vec = fused(bb, plain_gen, prompts, settings, spec)
+        assert [r.token_ids for r in a_rats] == [r.token_ids for r in b_rats]
+        assert (a_vec - b_vec).abs().max() <= 1e-5
+    assert len(shared_gen._prefixes) == 1  # computed once, reused by every batch
