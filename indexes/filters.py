@@ -190,17 +190,17 @@ def to_sql(flt: Filter | None) -> tuple[str, list[Any]]:
 
 
 def _condition_sql(c: Condition) -> tuple[str, list[Any]]:
-    if c.key in COLUMNS:
-        expr, key_params = c.key, []
-    else:
-        expr, key_params = "json_extract(metadata, ?)", ['$."' + c.key.replace('"', "") + '"']
+    if c.key in COLUMNS:  # NOT NULL columns: plain comparisons (SQLite can use its index on source)
+        expr, key_params, definite = c.key, [], "{}"
+    else:  # a missing metadata key is NULL: comparisons with it are false, never NULL (NOT works)
+        expr, key_params, definite = "json_extract(metadata, ?)", ['$."' + c.key.replace('"', "") + '"'], "IFNULL({}, 0)"
     if c.op in LISTS:
         marks = ",".join("?" * len(c.value))
         if c.op is Op.IN:
-            return f"{expr} IN ({marks})", [*key_params, *c.value]
+            return definite.format(f"{expr} IN ({marks})"), [*key_params, *c.value]
         return f"({expr} IS NULL OR {expr} NOT IN ({marks}))", [*key_params, *key_params, *c.value]
     if c.value is None:
         return f"{expr} {'IS NOT' if c.op is Op.NE else 'IS'} NULL", key_params
     if c.op is Op.NE:
         return f"({expr} IS NULL OR {expr} != ?)", [*key_params, *key_params, c.value]
-    return f"{expr} {_SQL_OP[c.op]} ?", [*key_params, c.value]
+    return definite.format(f"{expr} {_SQL_OP[c.op]} ?"), [*key_params, c.value]

@@ -192,11 +192,22 @@ def grace_label(name: str, settings: GraceSettings) -> str:
 BUILTIN_MODELS = {"bm25": _load_bm25, "minilm": _load_minilm}
 
 
-def load_model(name: str, settings: GraceSettings | None = None) -> LoadedModel:
-    """Resolve ``bm25``, ``minilm``, ``default`` or any GraceEncoder name/path to a model."""
+HYBRID_PREFIX = "hybrid:"
+
+
+def load_model(name: str, settings: GraceSettings | None = None, fusion: Any = None) -> LoadedModel:
+    """Resolve ``bm25``, ``minilm``, ``default``, any GraceEncoder name/path, or ``hybrid:<one of those>``.
+
+    ``hybrid:NAME`` fuses NAME's dense ranking with BM25 as a grace-rag index does
+    (``fusion``, a :class:`~grace_rag.indexes.fusion.FusionConfig`, or the index's defaults).
+    """
     settings = settings or GraceSettings()
     if not name.strip():
         raise ConfigError("empty model name; use bm25, minilm, default, or a model path")
+    if name.startswith(HYBRID_PREFIX):
+        from grace_rag.evaluation.hybrid import load_hybrid
+
+        return load_hybrid(load_model(name[len(HYBRID_PREFIX):], settings), fusion)
     loader = BUILTIN_MODELS.get(name)
     if loader is not None:
         return loader(settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from grace_rag.errors import ConfigError
-from grace_rag.evaluation.adapters import DenseRetriever, Embedder
+from grace_rag.evaluation.adapters import DenseRetriever, Embedder, LoadedModel
 from grace_rag.indexes.fusion import Fused, FusionConfig, Ranking, fuse
 from grace_rag.indexes.lexical import LexicalIndex
 
@@ -47,3 +47,12 @@ class HybridRetriever:
     def search(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         dense, lexical = self.rankings(texts, max(k, self.fusion.candidates))
         return as_arrays([fuse(d, lex, self.fusion) for d, lex in zip(dense, lexical)], k)
+
+
+def load_hybrid(dense: LoadedModel, fusion: FusionConfig | None = None) -> LoadedModel:
+    """``hybrid:NAME``: NAME's embeddings fused with BM25 (an error when NAME is not an embedding model)."""
+    if not isinstance(dense.model, Embedder):
+        raise ConfigError(f"hybrid:{dense.label} needs an embedding model (default, minilm or a model path); "
+                          f"{dense.label} is not one")
+    fusion = fusion or FusionConfig()
+    return LoadedModel(f"hybrid:{dense.label}", HybridRetriever(dense.model, fusion), {**dense.settings, **fusion.to_dict()})
