@@ -239,11 +239,12 @@ class Indexer:
         return len(removed)
 
     def _read(self, paths: list[str], report: IngestReport) -> dict[str, list[Chunk]]:
+        splitter = self.splitter if paths else None  # loads the model, outside the per-file error handling
         self.progress.start("reading", len(paths))
         documents = {}
         for path in paths:
             try:
-                documents[path] = make_chunks(path, read_text(Path(path)), self.splitter)
+                documents[path] = make_chunks(path, read_text(Path(path)), splitter)
             except Exception as exc:  # any reader failure skips the file, never the run
                 self._skip(report, path, exc.__cause__ or exc)
             self.progress.advance("reading")

@@ -41,6 +41,7 @@ def _bm25s() -> Any:
         import Stemmer  # noqa: F401  (PyStemmer)
     except ImportError:  # pragma: no cover - both are dependencies
         raise ImportError("lexical search needs bm25s and PyStemmer: pip install bm25s PyStemmer") from None
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: its chatter reached CLI users
     return bm25s
 
 
