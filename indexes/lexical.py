@@ -35,7 +35,8 @@ class LexicalDamage(Exception):
     """The saved lexical index cannot be used (missing, stale or corrupted); it is rebuilt."""
 
 
-def _bm25s() -> Any:
+def import_bm25s() -> Any:
+    """bm25s (checking PyStemmer too), with its import-time DEBUG logging turned down."""
     try:
         import bm25s
         import Stemmer  # noqa: F401  (PyStemmer)
@@ -47,10 +48,10 @@ def _bm25s() -> Any:
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
     """Stemmed, stopword-free word lists (an empty text gives ``[""]``, bm25s's empty token)."""
+    import_bm25s()
     import Stemmer
     from bm25s.tokenization import Tokenizer
 
-    _bm25s()
     tokenizer = Tokenizer(stemmer=Stemmer.Stemmer(STEMMER), stopwords=STOPWORDS)
     return tokenizer.tokenize(list(texts), return_as="string", update_vocab=True, show_progress=False)
 
@@ -86,7 +87,7 @@ class LexicalIndex:
         """Tokenize and index ``texts`` (one per chunk id)."""
         if not len(texts):
             return cls(None, np.zeros(0, np.int64), revision)
-        model = _bm25s().BM25(k1=K1, b=B)
+        model = import_bm25s().BM25(k1=K1, b=B)
         model.index(tokenize(texts), show_progress=False)
         return cls(model, np.asarray(fids, np.int64), revision)
 
@@ -141,7 +142,7 @@ class LexicalIndex:
             if directory_digest(folder) != digest:
                 raise LexicalDamage("its files do not match manifest.json")
             fids = np.load(folder / FIDS_FILE, allow_pickle=False)
-            model = _bm25s().BM25.load(folder, allow_pickle=False, show_progress=False) if len(fids) else None
+            model = import_bm25s().BM25.load(folder, allow_pickle=False, show_progress=False) if len(fids) else None
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise LexicalDamage(f"unreadable: {type(exc).__name__}") from None
         documents = model.scores["num_docs"] if model is not None else 0

@@ -205,6 +205,8 @@ def info_command(
     for key in ("path", "model", "fingerprint", "dimension", "metric", "factory", "factory_request", "chunks", "files"):
         typer.echo(f"{key:<16}{info[key]}")
     typer.echo(f"{'search':<16}" + ", ".join(f"{k}={v}" for k, v in info["search"].items()))
+    lexical = "up to date" if info["lexical_revision"] == info["store_revision"] else "rebuilt on next use"
+    typer.echo(f"{'lexical':<16}BM25 (bm25s), {lexical}")
     for name, size in info["sizes_bytes"].items():
         typer.echo(f"{'  ' + name:<16}{size:,} bytes")
     typer.echo(f"{'total':<16}{info['total_bytes']:,} bytes")

@@ -71,14 +71,12 @@ class BM25Retriever:
     """Okapi BM25 (bm25s) with English stopwords and the Snowball English stemmer."""
 
     def __init__(self) -> None:
-        try:
-            import bm25s
-            import Stemmer
-            from bm25s.tokenization import Tokenizer
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("bm25 needs bm25s and PyStemmer; install them with: "
-                              "pip install 'grace-rag[eval]'") from exc
-        self._bm25s = bm25s
+        from grace_rag.indexes.lexical import import_bm25s
+
+        self._bm25s = import_bm25s()  # bm25s, with its DEBUG chatter turned down
+        import Stemmer
+        from bm25s.tokenization import Tokenizer
+
         self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english"), stopwords="en")
         self._model: Any = None
         self._size = 0
