@@ -13,6 +13,7 @@ EXACT_MAX = 20_000  # brute force over <= 20k vectors costs ~1 ms: exact is the 
 HNSW_MAX = 2_000_000  # HNSW keeps full vectors and a graph: fast and accurate, memory-hungry
 DEFAULT_EF_SEARCH = 256  # 1M embedding-like vectors: recall@10 0.98 at ~3 ms (benchmarks/index_speed.py)
 DEFAULT_NPROBE = 32
+AUTO = "auto"  # the factory request that lets the corpus size decide
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,8 @@ def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.
     if faiss.try_extract_index_ivf(inner) is not None:
         return faiss.SearchParametersIVF(sel=selector, nprobe=params.nprobe)
     return faiss.SearchParameters(sel=selector)
+
+
+def resolve_factory(request: str, n_vectors: int) -> str:
+    """The factory string to build: the forced one, or the automatic choice for the size."""
+    return choose_factory(n_vectors) if request == AUTO else request

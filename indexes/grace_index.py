@@ -13,11 +13,15 @@ import numpy as np
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import (
-    SearchParams, apply_search_params, build_index, choose_factory, search_parameters,
-    supports_removal, training_size,
+    AUTO, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal, training_size,
 )
-from grace_rag.indexes.manifest import AUTO, FORMAT, Manifest, atomic_write_bytes, read_manifest, write_manifest
-from grace_rag.indexes.records import Chunk, EncoderInfo, Hit
+from grace_rag.indexes.filters import Filter, check_keys, parse_filter
+from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, fuse, single_side
+from grace_rag.indexes.lexical import LEXICAL_DIR, remove_leftovers
+from grace_rag.indexes.lexical_sync import LexicalSide
+from grace_rag.indexes.manifest import FORMAT, Manifest, atomic_write_bytes, read_manifest, write_manifest
+from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_fingerprint
+from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
 from grace_rag.indexes.store import ChunkStore
 
 logger = logging.getLogger(__name__)
@@ -25,40 +29,14 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 STORE_FILE = "chunks.sqlite"
 MANIFEST_FILE = "manifest.json"
-FILTER_EXACT_MAX = 4096  # a filter matching at most this many chunks is searched exactly
-
-
-def resolve_factory(request: str, n_vectors: int) -> str:
-    """The factory string to build: the forced one, or the automatic choice for the size."""
-    return choose_factory(n_vectors) if request == AUTO else request
-
-
-def check_fingerprint(built_with: EncoderInfo, encoder: EncoderInfo, where: Path) -> None:
-    """Refuse to mix vectors of two different encoders, naming both and what differs."""
-    if built_with.fingerprint == encoder.fingerprint:
-        return
-    ignored = {"batch_size", "cache", "show_progress"}
-    changed = sorted(k for k in set(built_with.settings) | set(encoder.settings)
-                     if k not in ignored and built_with.settings.get(k) != encoder.settings.get(k))
-    if built_with.model_name != encoder.model_name:
-        fix = f"use --model {built_with.model_name} or a new --index directory"
-    elif changed:
-        was = ", ".join(f"{k}={built_with.settings.get(k)!r}" for k in changed)
-        fix = f"the settings differ (the index used {was}); use the same settings or a new --index directory"
-    else:
-        fix = "the model's weights changed; re-index into a new --index directory"
-    raise GraceIndexError(
-        f"index {where} was built with model {built_with.model_name!r} (fingerprint {built_with.fingerprint[:12]}) "
-        f"but the encoder is {encoder.model_name!r} (fingerprint {encoder.fingerprint[:12]}); {fix}"
-    )
 
 
 class GraceIndex:
     """Add, upsert, delete and search chunks; ``save`` makes the directory consistent on disk.
 
     chunks.sqlite is written transactionally on every change and is the source of truth;
-    index.faiss and manifest.json are rewritten atomically by ``save`` and rebuilt from the
-    store whenever they lag behind it.
+    index.faiss, lexical/ and manifest.json are rewritten atomically by ``save`` and rebuilt
+    from the store whenever they lag behind it.
     """
 
     def __init__(self, path: Path, store: ChunkStore, manifest: Manifest, index: faiss.Index) -> None:
@@ -67,6 +45,8 @@ class GraceIndex:
         self.manifest = manifest
         self._index = index
         self._stale = False  # the in-memory FAISS index lags behind the store
+        self.lexical = LexicalSide(self.path, store, manifest)
+        self._keys: tuple[int, list[str]] = (-1, [])  # (store revision, metadata keys) for filter checks
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
@@ -122,18 +102,38 @@ class GraceIndex:
     @classmethod
     def open_or_create(cls, path: Path, encoder: Any, factory: str | None = None) -> "GraceIndex":
         """Open ``path`` (checking the encoder) or create it; recover a manifest lost in a crash."""
-        path = Path(path)
         info = encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder)
+        index = cls.open_existing(path)
+        if index is None:
+            return cls.create(path, info, factory or AUTO)
+        try:
+            check_fingerprint(index.manifest.encoder, info, index.path)
+            index.set_factory(factory)
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    @classmethod
+    def open_existing(cls, path: Path) -> "GraceIndex | None":
+        """Open the index at ``path`` without an encoder check; None when there is none yet.
+
+        A chunk store left empty by a run killed while creating it is removed (there is nothing in it).
+        """
+        path = Path(path)
         if (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists() and not cls._recover_manifest(path):
             (path / STORE_FILE).unlink()  # killed before the store was initialised: start again
         if not (path / STORE_FILE).exists():
-            return cls.create(path, info, factory or AUTO)
-        index = cls.open(path, encoder=info)
-        if factory is not None and factory != index.manifest.factory_request:
-            build_index(resolve_factory(factory, 0), info.dimension)  # validate
-            index.manifest.factory_request = factory
-            index.store.set_meta({"factory_request": factory})
-        return index
+            return None
+        return cls.open(path)
+
+    def set_factory(self, factory: str | None) -> None:
+        """Record a new FAISS factory request (``None`` keeps the current one); applied on the next refresh."""
+        if factory is None or factory == self.manifest.factory_request:
+            return
+        build_index(resolve_factory(factory, 0), self.dimension)  # validate
+        self.manifest.factory_request = factory
+        self.store.set_meta({"factory_request": factory})
 
     @classmethod
     def _recover_manifest(cls, path: Path) -> bool:
@@ -157,6 +157,7 @@ class GraceIndex:
         manifest.factory = resolve_factory(manifest.factory_request, store.count())
         index = cls(path, store, manifest, build_index(manifest.factory, manifest.encoder.dimension))
         index._stale = True
+        index.lexical.mark_changed()  # a new index: nothing on disk to load
         index.save()
         return index
 
@@ -175,6 +176,18 @@ class GraceIndex:
         self._remove_vectors(removed)
         return len(removed)
 
+    def delete_source(self, source: str | Path) -> int:
+        """Delete every chunk of ``source`` (a source as stored, or a folder: everything under it).
+
+        Ingested files are stored by absolute path; the file is also forgotten, so indexing its
+        folder again re-adds it if it still exists. Returns how many chunks were removed.
+        """
+        removed: list[int] = []
+        for found in self.store.sources_under(str(source)):
+            removed += self.store.forget_file(found)
+        self._remove_vectors(removed)
+        return len(removed)
+
     def remove_vectors(self, fids: Sequence[int]) -> None:
         """Drop FAISS entries already deleted from the store (used by ingestion)."""
         self._remove_vectors(list(fids))
@@ -182,6 +195,7 @@ class GraceIndex:
     def _write(self, chunks: Sequence[Chunk], vectors: np.ndarray, replace: bool) -> None:
         vectors = self._check_vectors(vectors, len(chunks))
         replaced, written = self.store.upsert(chunks, vectors, replace=replace)
+        self.lexical.mark_changed()
         self._remove_vectors(replaced)
         if self._stale or not self._index.is_trained:
             self._stale = True
@@ -189,6 +203,8 @@ class GraceIndex:
             self._index.add_with_ids(vectors, np.asarray(written, dtype=np.int64))
 
     def _remove_vectors(self, fids: list[int]) -> None:
+        if fids:
+            self.lexical.mark_changed()
         if not fids or self._stale:
             return
         if supports_removal(self._index):
@@ -204,36 +220,66 @@ class GraceIndex:
         return vectors
 
     # -- search -----------------------------------------------------------------------
-    def search(self, vector: np.ndarray, k: int = 10, where: dict[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` most similar chunks (cosine), optionally only those whose metadata match ``where``."""
-        query = self._check_vectors(np.asarray(vector), 1)
+    def search(self, vector: np.ndarray | None = None, k: int = 10, where: Any = None, *, text: str | None = None,
+               mode: str | SearchMode | None = None, fusion: FusionConfig | None = None) -> list[Hit]:
+        """The ``k`` best chunks for a query vector (dense), a query text (lexical), or both (hybrid).
+
+        ``mode`` defaults to hybrid when both are given, else to the one side possible.
+        ``where`` is a filter (a dict such as ``{"lang": "en"}`` or ``{"year": {"$gte": 2020}}``,
+        see :mod:`grace_rag.indexes.filters`); it applies to both sides. Hybrid search fuses
+        each side's best ``max(k, fusion.candidates)`` chunks as ``fusion`` says.
+        """
+        mode = choose_mode(mode, vector is not None, text is not None)
+        query = self._check_vectors(np.asarray(vector), 1) if vector is not None else None
+        flt = self.resolve_filter(where)
         if k <= 0 or len(self) == 0:
             return []
+        fusion = fusion or FusionConfig()
+        depth = max(k, fusion.candidates) if mode is SearchMode.HYBRID else k
+        dense = self._dense(query, depth, flt) if mode is not SearchMode.LEXICAL else []
+        lexical = self._lexical(text or "", depth, flt) if mode is not SearchMode.DENSE else []
+        if mode is SearchMode.HYBRID:
+            fused = fuse(dense, lexical, fusion)
+        else:
+            fused = single_side(dense if mode is SearchMode.DENSE else lexical, mode)
+        return to_hits(self.store, fused[:k])
+
+    def _dense(self, query: np.ndarray, n: int, where: Filter | None) -> list[tuple[int, float]]:
         self.refresh()
-        if where:
-            return self._search_filtered(query, k, where)
-        scores, fids = self._index.search(query, min(k, self._index.ntotal))
-        keep = fids[0] >= 0
-        return self.store.hits(fids[0][keep].tolist(), scores[0][keep].tolist())
+        return dense_ranking(self._index, self.store, self.manifest.search, query, n, where)
 
-    def _search_filtered(self, query: np.ndarray, k: int, where: dict[str, Any]) -> list[Hit]:
-        if self.store.count_matching(where) <= FILTER_EXACT_MAX:
-            fids, vectors = self.store.matching(where)
-            scores = vectors @ query[0]
-            order = np.argsort(-scores, kind="stable")[:k]
-            return self.store.hits(fids[order].tolist(), scores[order].tolist())
-        selector = faiss.IDSelectorBatch(self.store.matching_fids(where))
-        params = search_parameters(self._index, self.manifest.search, selector)
-        scores, fids = self._index.search(query, k, params=params)
-        keep = fids[0] >= 0
-        return self.store.hits(fids[0][keep].tolist(), scores[0][keep].tolist())
+    def _lexical(self, text: str, n: int, where: Filter | None) -> list[tuple[int, float]]:
+        allowed = self.store.matching_fids(where) if where is not None else None
+        return self.lexical.current().search(text, n, allowed)
 
-    def query(self, encoder: Any, text: str, k: int = 10,
-              where: dict[str, Any] | None = None) -> tuple[list[Hit], str]:
-        """Encode ``text`` as a query with ``encoder`` and search; return (hits, query rationale)."""
+    def resolve_filter(self, where: Any) -> Filter | None:
+        """Parse ``where`` and check that its keys exist (a one-line ConfigError listing them otherwise)."""
+        flt = parse_filter(where)
+        if flt is not None:
+            check_keys(flt, self.filter_keys())
+        return flt
+
+    def filter_keys(self) -> list[str]:
+        """The metadata keys present in the index (columns such as ``source`` can be filtered too)."""
+        revision = self.store.revision
+        if self._keys[0] != revision:
+            self._keys = (revision, self.store.metadata_keys())
+        return self._keys[1]
+
+    def query(self, encoder: Any, text: str, k: int = 10, where: Any = None, *,
+              mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None) -> tuple[list[Hit], str]:
+        """Search for ``text``: encode it as a query (dense, hybrid) and/or match its words (lexical, hybrid).
+
+        Returns (hits, the query's rationale). Lexical mode needs no encoder (pass ``None``) and
+        has no rationale.
+        """
+        mode = choose_mode(mode, True, True)
+        if mode is SearchMode.LEXICAL:
+            return self.search(None, k=k, where=where, text=text, mode=mode, fusion=fusion), ""
         check_fingerprint(self.manifest.encoder, EncoderInfo.of(encoder), self.path)
         encoding = encoder.encode([text], role="query")
-        return self.search(encoding.vectors[0], k=k, where=where), encoding.rationales[0]
+        hits = self.search(encoding.vectors[0], k=k, where=where, text=text, mode=mode, fusion=fusion)
+        return hits, encoding.rationales[0]
 
     # -- persistence ------------------------------------------------------------------
     def refresh(self) -> None:
@@ -269,9 +315,11 @@ class GraceIndex:
         self.manifest.faiss_bytes = len(data)
         self.manifest.counts = {"chunks": self.store.count(), "files": len(self.store.file_hashes())}
         atomic_write_bytes(self.path / INDEX_FILE, data)
+        self.lexical.sync()
         write_manifest(self.path / MANIFEST_FILE, self.manifest)
         for leftover in self.path.glob(".*.tmp"):  # from a save killed half-way
             leftover.unlink(missing_ok=True)
+        remove_leftovers(self.path)
 
     def _load_faiss(self) -> None:
         path = self.path / INDEX_FILE
@@ -317,6 +365,8 @@ class GraceIndex:
     def info(self) -> dict[str, Any]:
         """Model, fingerprint, index type, counts and sizes on disk."""
         sizes = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
+        if (self.path / LEXICAL_DIR).is_dir():
+            sizes[LEXICAL_DIR + "/"] = sum(p.stat().st_size for p in (self.path / LEXICAL_DIR).iterdir() if p.is_file())
         return {
             "path": str(self.path),
             "model": self.manifest.encoder.model_name,
@@ -328,6 +378,8 @@ class GraceIndex:
             "search": self.manifest.search.to_dict(),
             "chunks": self.store.count(),
             "files": len(self.store.file_hashes()),
+            "lexical_revision": self.manifest.lexical_revision,
+            "store_revision": self.store.revision,
             "encoder_settings": self.manifest.encoder.settings,
             "sizes_bytes": sizes,
             "total_bytes": sum(sizes.values()),

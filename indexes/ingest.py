@@ -20,7 +20,7 @@ import numpy as np
 from grace_rag.errors import ConfigError, DataError
 from grace_rag.indexes.grace_index import GraceIndex
 from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
-from grace_rag.indexes.records import Chunk, content_hash
+from grace_rag.indexes.records import Chunk, EncoderInfo, check_fingerprint, content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -152,15 +152,44 @@ def build_splitter(encoder: Any, config: IngestConfig) -> Any:
 
 # -- the stateful run -------------------------------------------------------------------
 class Indexer:
-    """Bring an index up to date with a folder, embedding only new or changed chunks."""
+    """Bring an index up to date with a folder, embedding only new or changed chunks.
 
-    def __init__(self, index: GraceIndex, encoder: Any, config: IngestConfig | None = None,
-                 progress: Progress | None = None) -> None:
+    The encoder can be given, or loaded on demand by ``load_encoder`` (a zero-argument
+    callable): an unchanged folder then finishes without loading a model, since the files'
+    hashes decide what needs embedding. A loaded encoder must match the index's fingerprint.
+    """
+
+    def __init__(self, index: GraceIndex, encoder: Any = None, config: IngestConfig | None = None,
+                 progress: Progress | None = None, *, load_encoder: Callable[[], Any] | None = None) -> None:
+        if encoder is None and load_encoder is None:
+            raise ConfigError("Indexer needs an encoder or a load_encoder callable")
         self.index = index
-        self.encoder = encoder
         self.config = config or IngestConfig()
         self.progress = progress or _NoProgress()
-        self.splitter = build_splitter(encoder, self.config)
+        self._encoder: Any = None
+        self._load_encoder = load_encoder
+        self._splitter: Any = None
+        if encoder is not None:
+            self._adopt(encoder)
+
+    @property
+    def encoder(self) -> Any:
+        """The encoder, loaded (and checked against the index) on first use."""
+        if self._encoder is None:
+            self._adopt(self._load_encoder())
+        return self._encoder
+
+    @property
+    def splitter(self) -> Any:
+        """The chunk splitter (it counts tokens with the encoder's tokenizer, so it loads the encoder)."""
+        if self._encoder is None:
+            self._adopt(self._load_encoder())
+        return self._splitter
+
+    def _adopt(self, encoder: Any) -> None:
+        check_fingerprint(self.index.manifest.encoder, EncoderInfo.of(encoder), self.index.path)
+        self._encoder = encoder
+        self._splitter = build_splitter(encoder, self.config)
 
     def run(self, root: Path) -> IngestReport:
         started, report = time.perf_counter(), IngestReport()
@@ -210,11 +239,12 @@ class Indexer:
         return len(removed)
 
     def _read(self, paths: list[str], report: IngestReport) -> dict[str, list[Chunk]]:
+        splitter = self.splitter if paths else None  # loads the model, outside the per-file error handling
         self.progress.start("reading", len(paths))
         documents = {}
         for path in paths:
             try:
-                documents[path] = make_chunks(path, read_text(Path(path)), self.splitter)
+                documents[path] = make_chunks(path, read_text(Path(path)), splitter)
             except Exception as exc:  # any reader failure skips the file, never the run
                 self._skip(report, path, exc.__cause__ or exc)
             self.progress.advance("reading")

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import GraceIndexError
-from grace_rag.indexes.factory import SearchParams
+from grace_rag.indexes.factory import AUTO, SearchParams
+from grace_rag.indexes.lexical import SETTINGS as LEXICAL_SETTINGS
 from grace_rag.indexes.records import EncoderInfo
 
 FORMAT = "grace-rag-index"
 FORMAT_VERSION = 1
-AUTO = "auto"
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Manifest:
     metric: str = "inner_product"
     faiss_revision: int = -1  # chunk-store revision that index.faiss reflects
     faiss_bytes: int = 0
+    lexical_revision: int = -1  # chunk-store revision that lexical/ reflects (-1: none yet)
+    lexical_digest: str = ""  # content hash of the files in lexical/
     counts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,6 +45,7 @@ class Manifest:
             "search": self.search.to_dict(),
             "faiss_revision": self.faiss_revision,
             "faiss_bytes": self.faiss_bytes,
+            "lexical": {"revision": self.lexical_revision, "digest": self.lexical_digest, **LEXICAL_SETTINGS},
             "counts": self.counts,
         }
 
@@ -64,6 +67,8 @@ class Manifest:
                 metric=str(data.get("metric", "inner_product")),
                 faiss_revision=int(data.get("faiss_revision", -1)),
                 faiss_bytes=int(data.get("faiss_bytes", 0)),
+                lexical_revision=int(data.get("lexical", {}).get("revision", -1)),  # absent before hybrid search
+                lexical_digest=str(data.get("lexical", {}).get("digest", "")),
                 counts={k: int(v) for k, v in data.get("counts", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:

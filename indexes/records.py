@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from grace_rag.errors import GraceIndexError
 
 
 def content_hash(text: str) -> str:
@@ -30,7 +33,13 @@ class Chunk:
 
 @dataclass
 class Hit:
-    """A search result: the stored chunk and its similarity to the query."""
+    """A search result: the stored chunk, its score, and where each side of the index ranked it.
+
+    ``score`` is the cosine similarity (dense mode), the BM25 score (lexical mode) or the fused
+    score (hybrid mode). ``dense_rank``/``lexical_rank`` are 1-based places among that side's
+    candidates, with its own score; ``None`` where that side did not return the chunk (or was
+    not asked).
+    """
 
     id: str
     score: float
@@ -39,11 +48,19 @@ class Hit:
     position: int
     metadata: dict[str, Any]
     rationale: str
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "score": self.score,
+            "dense_rank": self.dense_rank,
+            "dense_score": self.dense_score,
+            "lexical_rank": self.lexical_rank,
+            "lexical_score": self.lexical_score,
             "source": self.source,
             "position": self.position,
             "text": self.text,
@@ -89,3 +106,23 @@ class EncoderInfo:
             dimension=int(data["dimension"]),
             settings=dict(data.get("settings", {})),
         )
+
+
+def check_fingerprint(built_with: EncoderInfo, encoder: EncoderInfo, where: Path) -> None:
+    """Refuse to mix vectors of two different encoders, naming both and what differs."""
+    if built_with.fingerprint == encoder.fingerprint:
+        return
+    ignored = {"batch_size", "cache", "show_progress"}
+    changed = sorted(k for k in set(built_with.settings) | set(encoder.settings)
+                     if k not in ignored and built_with.settings.get(k) != encoder.settings.get(k))
+    if built_with.model_name != encoder.model_name:
+        fix = f"use --model {built_with.model_name} or a new --index directory"
+    elif changed:
+        was = ", ".join(f"{k}={built_with.settings.get(k)!r}" for k in changed)
+        fix = f"the settings differ (the index used {was}); use the same settings or a new --index directory"
+    else:
+        fix = "the model's weights changed; re-index into a new --index directory"
+    raise GraceIndexError(
+        f"index {where} was built with model {built_with.model_name!r} (fingerprint {built_with.fingerprint[:12]}) "
+        f"but the encoder is {encoder.model_name!r} (fingerprint {encoder.fingerprint[:12]}); {fix}"
+    )

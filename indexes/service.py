@@ -1,4 +1,4 @@
-"""The operations behind `grace-rag index / query / info`: build the encoder, open the index, run."""
+"""The operations behind `grace-rag index / query / info / delete`: open the index, load the encoder only when needed, run."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.filters import Condition, Filter, Group, Op
+from grace_rag.indexes.filters import parse_where as parse_where_items
+from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
 from grace_rag.indexes.grace_index import MANIFEST_FILE, GraceIndex
 from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress
 from grace_rag.indexes.manifest import read_manifest
+from grace_rag.indexes.records import EncoderInfo
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ class IndexRequest:
     path: Path
     index_dir: Path = DEFAULT_INDEX_DIR
     model: str | None = None  # None: the index's model, or the default model for a new index
-    rationale_tokens: int | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # EncoderConfig fields given explicitly
     factory: str | None = None
     device: str = "auto"
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
@@ -40,12 +44,12 @@ def stored_settings(index_dir: Path) -> tuple[str | None, dict[str, Any]]:
 
 
 def load_encoder(model: str | None, settings: dict[str, Any], device: str = "auto",
-                 rationale_tokens: int | None = None) -> Any:
-    """A GraceEncoder with the given (recorded) settings; ``rationale_tokens`` overrides them."""
+                 rationale_tokens: int | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """A GraceEncoder with the given (recorded) settings; ``overrides`` (and ``rationale_tokens``) win over them."""
     from grace_rag import EncoderConfig, GraceEncoder
 
     fields = {f.name for f in dataclasses.fields(EncoderConfig)}
-    config = {k: v for k, v in settings.items() if k in fields}
+    config = {k: v for k, v in {**settings, **(overrides or {})}.items() if k in fields}
     config["show_progress"] = False
     if rationale_tokens is not None:
         config["max_rationale_tokens"] = rationale_tokens
@@ -53,16 +57,47 @@ def load_encoder(model: str | None, settings: dict[str, Any], device: str = "aut
     return GraceEncoder(model=model, **kwargs) if model else GraceEncoder(**kwargs)
 
 
+def _differs(request: IndexRequest, recorded: EncoderInfo) -> bool:
+    """Whether the request names another model or other settings than the index records (no model load)."""
+    from grace_rag import EncoderConfig
+    from grace_rag.models import display_name
+
+    if request.model is not None and display_name(request.model) != recorded.model_name:
+        return True
+    wanted = EncoderConfig(**{**_known(recorded.settings), **request.settings}).to_dict()
+    return any(wanted.get(key) != recorded.settings.get(key) for key in request.settings)
+
+
+def _known(settings: dict[str, Any]) -> dict[str, Any]:
+    from grace_rag import EncoderConfig
+
+    names = {f.name for f in dataclasses.fields(EncoderConfig)}
+    return {k: v for k, v in settings.items() if k in names}
+
+
 def index_folder(request: IndexRequest, progress: Progress | None = None, encoder: Any = None) -> IngestReport:
-    """Bring ``request.index_dir`` up to date with ``request.path``."""
+    """Bring ``request.index_dir`` up to date with ``request.path``.
+
+    An existing index loads its model only when files need embedding (or when the request names
+    another model or other settings, to check them against the index's fingerprint).
+    """
     if not Path(request.path).exists():
         raise GraceIndexError(f"{request.path} does not exist; pass a folder (or file) to index")
-    if encoder is None:
-        model, settings = stored_settings(request.index_dir)
-        encoder = load_encoder(request.model or model, settings, request.device, request.rationale_tokens)
-    index = GraceIndex.open_or_create(request.index_dir, encoder, factory=request.factory)
+    index = GraceIndex.open_existing(request.index_dir)
+    if index is None:
+        encoder = encoder or load_encoder(request.model, {}, request.device, overrides=request.settings)
+        index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder), request.factory or "auto")
+    recorded = index.manifest.encoder
     try:
-        return Indexer(index, encoder, request.ingest, progress).run(request.path)
+        if encoder is None and _differs(request, recorded):
+            encoder = load_encoder(request.model or recorded.model_name, recorded.settings, request.device,
+                                   overrides=request.settings)
+        index.set_factory(request.factory)
+
+        def loader() -> Any:
+            return load_encoder(recorded.model_name, recorded.settings, request.device)
+
+        return Indexer(index, encoder, request.ingest, progress, load_encoder=loader).run(request.path)
     finally:
         index.close()
 
@@ -72,18 +107,25 @@ def open_index(index_dir: Path) -> GraceIndex:
     return GraceIndex.open(Path(index_dir))
 
 
-def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False,
-                where: dict[str, Any] | None = None, model: str | None = None, device: str = "auto",
-                encoder: Any = None) -> dict[str, Any]:
-    """Search an index with the model that built it (or ``model``, which must match it)."""
+def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, where: Any = None,
+                model: str | None = None, device: str = "auto", encoder: Any = None, *,
+                mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None) -> dict[str, Any]:
+    """Search an index with the model and settings that built it (or ``model``, which must match).
+
+    Lexical mode loads no model. ``where`` is a filter (dict or Filter), checked before any model loads.
+    """
     if not text.strip():
         raise GraceIndexError("the query is empty; pass the text to search for")
+    mode, fusion = parse_mode(mode), fusion or FusionConfig()
     with open_index(index_dir) as index:
-        if encoder is None:
-            manifest = index.manifest.encoder
-            encoder = load_encoder(model or manifest.model_name, manifest.settings, device)
-        hits, rationale = index.query(encoder, text, k=k, where=where)
-    result: dict[str, Any] = {"query": text, "hits": [h.to_dict() for h in hits]}
+        index.resolve_filter(where)
+        if encoder is None and mode is not SearchMode.LEXICAL:
+            recorded = index.manifest.encoder
+            encoder = load_encoder(model or recorded.model_name, recorded.settings, device)
+        hits, rationale = index.query(encoder, text, k=k, where=where, mode=mode, fusion=fusion)
+    result: dict[str, Any] = {"query": text, "mode": mode.value, "hits": [h.to_dict() for h in hits]}
+    if mode is SearchMode.HYBRID:
+        result["fusion"] = fusion.to_dict()
     if explain:
         result["query_rationale"] = rationale
     else:
@@ -92,22 +134,44 @@ def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False,
     return result
 
 
+def delete_sources(index_dir: Path, paths: list[str]) -> dict[str, Any]:
+    """Remove everything indexed from ``paths`` (files or folders); no model is loaded."""
+    removed: dict[str, int] = {}
+    with open_index(index_dir) as index:
+        for path in paths:
+            found = {source: index.store.sources_under(source) for source in source_forms(path)}
+            if not any(found.values()):
+                example = next(iter(index.store.file_hashes()), None)
+                hint = f" (sources look like {example})" if example else " (the index is empty)"
+                raise GraceIndexError(f"nothing in {index_dir} comes from {path}{hint}; nothing was deleted")
+            removed[path] = sum(index.delete_source(source) for source, hits in found.items() if hits)
+        index.save()
+        return {"removed_chunks": removed, "chunks": len(index), "files": len(index.store.file_hashes())}
+
+
 def index_info(index_dir: Path) -> dict[str, Any]:
     with open_index(index_dir) as index:
         return index.info()
 
 
-def parse_where(items: list[str] | None) -> dict[str, Any]:
-    """``["lang=en", "year=2020"]`` -> ``{"lang": "en", "year": 2020}`` (values read as JSON when they parse)."""
-    import json
+def source_forms(value: str) -> list[str]:
+    """A source as given and, when it differs, as the absolute path ingestion stores."""
+    resolved = Path(value).expanduser().resolve().as_posix()
+    return [value] if resolved == value else [value, resolved]
 
-    where: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise GraceIndexError(f"--where expects KEY=VALUE, got {item!r}")
-        try:
-            where[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            where[key.strip()] = raw
-    return where
+
+def parse_where(items: list[str] | None) -> Filter | None:
+    """CLI ``--where`` items as a filter; ``source`` values also match as paths from the current folder."""
+    flt = parse_where_items(items)
+    return _with_source_paths(flt) if flt is not None else None
+
+
+def _with_source_paths(flt: Filter) -> Filter:
+    if isinstance(flt, Group):
+        return Group(flt.combine, tuple(_with_source_paths(part) for part in flt.parts))
+    if flt.key != "source" or flt.op not in (Op.EQ, Op.NE, Op.IN, Op.NIN):
+        return flt
+    values = flt.value if flt.op in (Op.IN, Op.NIN) else (flt.value,)
+    forms = [form for value in values for form in (source_forms(value) if isinstance(value, str) else [value])]
+    return Condition("source", Op.NIN if flt.op in (Op.NE, Op.NIN) else Op.IN, forms)
+

@@ -6,12 +6,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.filters import Filter, to_sql
 from grace_rag.indexes.records import Chunk, Hit
 
 SCHEMA = """
@@ -41,21 +43,6 @@ HIT_COLUMNS = "fid, id, text, source, position, metadata, rationale"
 
 def _vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def _where_clause(where: dict[str, Any]) -> tuple[str, list[Any]]:
-    """SQL for a metadata filter: every key must equal its value (or be one of a list)."""
-    parts, params = [], []
-    for key, value in where.items():
-        path = '$."' + str(key).replace('"', "") + '"'
-        if isinstance(value, (list, tuple, set)):
-            values = list(value)
-            parts.append(f"json_extract(metadata, ?) IN ({','.join('?' * len(values))})")
-            params.extend([path, *values])
-        else:
-            parts.append("json_extract(metadata, ?) = ?")
-            params.extend([path, value])
-    return " AND ".join(parts) or "1", params
 
 
 class ChunkStore:
@@ -184,16 +171,16 @@ class ChunkStore:
             yield fids, np.stack([self._vector(r[1]) for r in rows])
             last = int(fids[-1])
 
-    def matching(self, where: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(fids, vectors) of the chunks whose metadata matches ``where``."""
-        clause, params = _where_clause(where)
+    def matching(self, where: Filter) -> tuple[np.ndarray, np.ndarray]:
+        """(fids, vectors) of the chunks that match the filter ``where``."""
+        clause, params = to_sql(where)
         rows = self._query(f"SELECT fid, vector FROM chunks WHERE {clause}", params).fetchall()
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.dimension), dtype=np.float32)
         return np.array([r[0] for r in rows], dtype=np.int64), np.stack([self._vector(r[1]) for r in rows])
 
-    def matching_fids(self, where: dict[str, Any]) -> np.ndarray:
-        clause, params = _where_clause(where)
+    def matching_fids(self, where: Filter) -> np.ndarray:
+        clause, params = to_sql(where)
         return np.array([r[0] for r in self._query(f"SELECT fid FROM chunks WHERE {clause}", params)], dtype=np.int64)
 
     def sample_vectors(self, limit: int) -> np.ndarray:
@@ -202,20 +189,43 @@ class ChunkStore:
         rows = self._query("SELECT vector FROM chunks WHERE fid % ? = 0 LIMIT ?", (step, limit)).fetchall()
         return np.stack([self._vector(r[0]) for r in rows]) if rows else np.zeros((0, self.dimension), np.float32)
 
-    def count_matching(self, where: dict[str, Any]) -> int:
-        clause, params = _where_clause(where)
+    def count_matching(self, where: Filter) -> int:
+        clause, params = to_sql(where)
         return int(self._query(f"SELECT COUNT(*) FROM chunks WHERE {clause}", params).fetchone()[0])
+
+    def hit_map(self, fids: Sequence[int]) -> dict[int, Hit]:
+        """fid -> stored chunk (score 0) for the fids that are still stored."""
+        out: dict[int, Hit] = {}
+        fids = [int(f) for f in fids]
+        for start in range(0, len(fids), 500):
+            part = fids[start : start + 500]
+            sql = f"SELECT {HIT_COLUMNS} FROM chunks WHERE fid IN ({','.join('?' * len(part))})"
+            for r in self._query(sql, part):
+                out[r[0]] = Hit(id=r[1], score=0.0, text=r[2], source=r[3], position=r[4],
+                                metadata=json.loads(r[5]), rationale=r[6])
+        return out
 
     def hits(self, fids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
         """The stored chunks for FAISS ids, in the given order (ids no longer stored are skipped)."""
-        if not len(fids):
-            return []
-        marks = ",".join("?" * len(fids))
-        rows = {r[0]: r for r in self._query(f"SELECT {HIT_COLUMNS} FROM chunks WHERE fid IN ({marks})", [int(f) for f in fids])}
-        return [
-            Hit(id=r[1], score=float(s), text=r[2], source=r[3], position=r[4], metadata=json.loads(r[5]), rationale=r[6])
-            for f, s in zip(fids, scores) if (r := rows.get(int(f))) is not None
-        ]
+        rows = self.hit_map(fids)
+        return [replace(hit, score=float(s)) for f, s in zip(fids, scores) if (hit := rows.get(int(f))) is not None]
+
+    def texts(self) -> tuple[np.ndarray, list[str]]:
+        """(fids, texts) of every chunk in fid order, for building the lexical index."""
+        rows = self._query("SELECT fid, text FROM chunks ORDER BY fid").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def metadata_keys(self) -> list[str]:
+        """Every key used in any chunk's metadata, sorted."""
+        sql = "SELECT DISTINCT j.key FROM chunks, json_each(chunks.metadata) AS j ORDER BY j.key"
+        return [r[0] for r in self._query(sql)]
+
+    def sources_under(self, source: str) -> list[str]:
+        """Sources (of chunks or indexed files) equal to ``source`` or inside it when it is a folder."""
+        prefix = source.rstrip("/") + "/"
+        sql = ("SELECT source FROM chunks WHERE source = ?1 OR substr(source, 1, length(?2)) = ?2 "
+               "UNION SELECT path FROM files WHERE path = ?1 OR substr(path, 1, length(?2)) = ?2 ORDER BY 1")
+        return [r[0] for r in self._query(sql, (source, prefix))]
 
     def get(self, ids: Sequence[str]) -> list[Hit]:
         """Stored chunks by id (score 0), in the given order."""

@@ -48,7 +48,8 @@ def eval_command(
                           "file / a folder of sts-<split>.tsv files.")],
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="Model to evaluate, repeatable: bm25, minilm, default, "
-                              "a GraceEncoder model name or a model directory.")] = None,
+                              "a GraceEncoder model name or a model directory; hybrid:NAME fuses "
+                              "NAME with BM25 as a grace-rag index does (e.g. hybrid:default).")] = None,
     split: Annotated[str, typer.Option(help="qrels/<split>.tsv or sts-<split>.tsv.")] = "test",
     subset: Annotated[int | None, typer.Option(
         help="Evaluate a seeded subset: N queries (retrieval) or N pairs (STS).")] = None,
@@ -61,11 +62,16 @@ def eval_command(
         help="GraceEncoder rationale length; 0 embeds the text alone.")] = None,
     pooling: Annotated[Pooling | None, typer.Option(help="GraceEncoder pooling.")] = None,
     layer: Annotated[Layer | None, typer.Option(help="GraceEncoder hidden layer.")] = None,
+    fusion: Annotated[str | None, typer.Option(
+        help="Fusion of hybrid:NAME models: rrf or weighted (default: the index's default).")] = None,
+    alpha: Annotated[float | None, typer.Option(
+        help="Weight of the dense side in weighted fusion (0 to 1); implies --fusion weighted.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON results here.")] = None,
 ) -> None:
     """Evaluate models on a retrieval or STS dataset and print the metrics."""
     from grace_rag.evaluation import EvalRequest, GraceSettings, run_eval
+    from grace_rag.indexes.fusion import FusionConfig
 
     request = EvalRequest(
         dataset=dataset_dir, models=model or ["default"], split=split, subset=subset,
@@ -73,6 +79,7 @@ def eval_command(
         grace=GraceSettings(rationale_tokens=rationale_tokens,
                             pooling=pooling.value if pooling else None,
                             layer=layer.value if layer else None),
+        fusion=FusionConfig.from_options(fusion, alpha),
     )
     payload = run_eval(request)
     text = json.dumps(payload, indent=2)

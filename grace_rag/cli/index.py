@@ -1,10 +1,13 @@
-"""`grace-rag index`, `query` and `info`: build, search and describe a FAISS index directory."""
+"""`grace-rag index`, `query`, `info` and `delete`: build, search, describe and prune an index directory."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import typing
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,11 +19,34 @@ from rich.progress import (
 )
 
 from grace_rag.cli.options import DeviceOpt, JsonOpt, QuietOpt, RationaleTokensOpt
+from grace_rag.config import EncoderConfig
+from grace_rag.indexes.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, FusionMethod, SearchMode
 
 DEFAULT_INDEX = Path(".grace-index")
 IndexDir = Annotated[Path, typer.Option("--index", help="Index directory.")]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Built-in alias, model directory or .gguf file (default: the index's model, else the embedded one).")]
+
+
+def _choices(enum: type[Enum]) -> str:
+    return ", ".join(member.value for member in enum)
+
+
+def _setting_help(name: str) -> str:
+    """An EncoderConfig field's own help, with its choices (new choices show up here by themselves)."""
+    field = {f.name: f for f in dataclasses.fields(EncoderConfig)}[name]
+    kind = typing.get_type_hints(EncoderConfig)[name]
+    choices = f" Choices: {_choices(kind)}." if isinstance(kind, type) and issubclass(kind, Enum) else ""
+    return f"{field.metadata.get('help', name)}{choices} Recorded in the index; later runs and queries reuse it."
+
+
+LayerOpt = Annotated[str | None, typer.Option("--layer", help=_setting_help("layer"))]
+PoolingOpt = Annotated[str | None, typer.Option("--pooling", help=_setting_help("pooling"))]
+ModeOpt = Annotated[str, typer.Option("--mode", help=f"Search mode: {_choices(SearchMode)}.")]
+FusionOpt = Annotated[str | None, typer.Option(
+    "--fusion", help=f"Hybrid fusion: {_choices(FusionMethod)} (default {DEFAULT_FUSION.value}).")]
+AlphaOpt = Annotated[float | None, typer.Option(
+    "--alpha", help=f"Weight of the dense side in weighted fusion, 0 to 1 (default {DEFAULT_ALPHA}); implies --fusion weighted.")]
 
 
 class RichProgress:
@@ -75,6 +101,8 @@ def index_command(
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default: chunk size / 8).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Chunks embedded and saved together.")] = 8,
     rationale_tokens: RationaleTokensOpt = None,
+    layer: LayerOpt = None,
+    pooling: PoolingOpt = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -85,8 +113,10 @@ def index_command(
     from grace_rag.indexes.service import IndexRequest, index_folder
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    settings = {"max_rationale_tokens": rationale_tokens, "layer": layer, "pooling": pooling}
     request = IndexRequest(
-        path=path, index_dir=index, model=model, rationale_tokens=rationale_tokens, factory=factory, device=device,
+        path=path, index_dir=index, model=model, settings={k: v for k, v in settings.items() if v is not None},
+        factory=factory, device=device,
         ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size),
     )
     if quiet or as_json:
@@ -94,40 +124,71 @@ def index_command(
     else:
         with RichProgress(Console(stderr=True)) as progress:
             report = index_folder(request, progress)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    elif not quiet or report.skipped:
-        typer.echo(_summary(report))
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else _summary(report))
 
 
 def query_command(
     text: Annotated[str, typer.Argument(help="What to search for.")],
     index: IndexDir = DEFAULT_INDEX,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 5,
+    mode: ModeOpt = DEFAULT_MODE.value,
+    fusion: FusionOpt = None,
+    alpha: AlphaOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the query's rationale and each hit's.")] = False,
-    where: Annotated[list[str] | None, typer.Option("--where", help="Metadata filter KEY=VALUE (repeatable), e.g. extension=.md")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", help="Filter KEY=VALUE, KEY!=VALUE, KEY>=N ... (repeatable, all must hold) on metadata or a "
+                        "column (source, position, id, text); e.g. extension=.md, source=docs/notes.md")] = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print {query, hits: [...]} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {query, mode, hits: [...]} as JSON.")] = False,
 ) -> None:
-    """Search an index with the model that built it."""
+    """Search an index (hybrid by default) with the model and settings that built it."""
+    from grace_rag.indexes.fusion import FusionConfig
     from grace_rag.indexes.service import parse_where, query_index
 
-    result = query_index(index, text, k=k, explain=explain, where=parse_where(where), model=model, device=device)
+    result = query_index(index, text, k=k, explain=explain, where=parse_where(where), model=model, device=device,
+                         mode=mode, fusion=FusionConfig.from_options(fusion, alpha))
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     console = Console()
-    if explain:
+    if explain and result["mode"] != SearchMode.LEXICAL.value:
         console.print(f"[bold]query rationale:[/bold] {escape(result['query_rationale'] or '(none)')}")
     if not result["hits"]:
         console.print("no hits")
     for rank, hit in enumerate(result["hits"], 1):
         snippet = " ".join(hit["text"].split())[:200]
-        console.print(f"[bold]{rank}.[/bold] {hit['score']:.3f}  [cyan]{escape(_shown(hit['source']) or hit['id'])}[/cyan] (chunk {hit['position']})")
+        console.print(f"[bold]{rank}.[/bold] {hit['score']:.3f}  [cyan]{escape(_shown(hit['source']) or hit['id'])}[/cyan] "
+                      f"(chunk {hit['position']}){_sides(hit, result['mode'])}")
         console.print(f"   {escape(snippet)}", soft_wrap=True)
         if explain:
             console.print(f"   [dim]why:[/dim] {escape(hit['rationale'] or '(none)')}", soft_wrap=True)
+
+
+def _sides(hit: dict[str, Any], mode: str) -> str:
+    """``  [dense #2 0.612, lexical #1 7.31]`` for a hybrid hit ("-" where a side missed it)."""
+    if mode != SearchMode.HYBRID.value:
+        return ""
+    parts = [f"{side} #{hit[side + '_rank']} {hit[side + '_score']:.3f}" if hit[side + "_rank"] else f"{side} -"
+             for side in ("dense", "lexical")]
+    return f"  [dim]\\[{', '.join(parts)}][/dim]"
+
+
+def delete_command(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders whose chunks to remove (as indexed, or relative to here).")],
+    index: IndexDir = DEFAULT_INDEX,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove files (or whole folders) from an index without loading a model; `index` re-adds them if asked."""
+    from grace_rag.indexes.service import delete_sources
+
+    result = delete_sources(index, paths)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for path, count in result["removed_chunks"].items():
+        typer.echo(f"{path}: {count} chunks removed")
+    typer.echo(f"{result['files']} files, {result['chunks']} chunks left in {index}")
 
 
 def info_command(
@@ -144,13 +205,16 @@ def info_command(
     for key in ("path", "model", "fingerprint", "dimension", "metric", "factory", "factory_request", "chunks", "files"):
         typer.echo(f"{key:<16}{info[key]}")
     typer.echo(f"{'search':<16}" + ", ".join(f"{k}={v}" for k, v in info["search"].items()))
+    lexical = "up to date" if info["lexical_revision"] == info["store_revision"] else "rebuilt on next use"
+    typer.echo(f"{'lexical':<16}BM25 (bm25s), {lexical}")
     for name, size in info["sizes_bytes"].items():
         typer.echo(f"{'  ' + name:<16}{size:,} bytes")
     typer.echo(f"{'total':<16}{info['total_bytes']:,} bytes")
 
 
 def register(app: typer.Typer) -> None:
-    """Add `index`, `query` and `info` to the grace-rag app."""
+    """Add `index`, `query`, `info` and `delete` to the grace-rag app."""
     app.command("index")(index_command)
     app.command("query")(query_command)
     app.command("info")(info_command)
+    app.command("delete")(delete_command)

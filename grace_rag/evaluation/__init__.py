@@ -20,6 +20,7 @@ from grace_rag.evaluation.adapters import (
     load_model,
 )
 from grace_rag.evaluation.datasets import BeirDataset, StsDataset, load_beir, load_dataset, load_sts
+from grace_rag.evaluation.hybrid import HybridRetriever
 from grace_rag.evaluation.metrics import retrieval_metrics, spearman
 from grace_rag.evaluation.runner import EvalRequest, evaluate_retrieval, evaluate_sts, run_eval
 from grace_rag.evaluation.subset import SubsetSpec, build_subset, subset_sts
@@ -31,6 +32,7 @@ __all__ = [
     "Embedder",
     "EvalRequest",
     "GraceSettings",
+    "HybridRetriever",
     "LoadedModel",
     "MiniLMEmbedder",
     "Retriever",

@@ -71,14 +71,12 @@ class BM25Retriever:
     """Okapi BM25 (bm25s) with English stopwords and the Snowball English stemmer."""
 
     def __init__(self) -> None:
-        try:
-            import bm25s
-            import Stemmer
-            from bm25s.tokenization import Tokenizer
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("bm25 needs bm25s and PyStemmer; install them with: "
-                              "pip install 'grace-rag[eval]'") from exc
-        self._bm25s = bm25s
+        from grace_rag.indexes.lexical import import_bm25s
+
+        self._bm25s = import_bm25s()  # bm25s, with its DEBUG chatter turned down
+        import Stemmer
+        from bm25s.tokenization import Tokenizer
+
         self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english"), stopwords="en")
         self._model: Any = None
         self._size = 0
@@ -192,11 +190,22 @@ def grace_label(name: str, settings: GraceSettings) -> str:
 BUILTIN_MODELS = {"bm25": _load_bm25, "minilm": _load_minilm}
 
 
-def load_model(name: str, settings: GraceSettings | None = None) -> LoadedModel:
-    """Resolve ``bm25``, ``minilm``, ``default`` or any GraceEncoder name/path to a model."""
+HYBRID_PREFIX = "hybrid:"
+
+
+def load_model(name: str, settings: GraceSettings | None = None, fusion: Any = None) -> LoadedModel:
+    """Resolve ``bm25``, ``minilm``, ``default``, any GraceEncoder name/path, or ``hybrid:<one of those>``.
+
+    ``hybrid:NAME`` fuses NAME's dense ranking with BM25 as a grace-rag index does
+    (``fusion``, a :class:`~grace_rag.indexes.fusion.FusionConfig`, or the index's defaults).
+    """
     settings = settings or GraceSettings()
     if not name.strip():
         raise ConfigError("empty model name; use bm25, minilm, default, or a model path")
+    if name.startswith(HYBRID_PREFIX):
+        from grace_rag.evaluation.hybrid import load_hybrid
+
+        return load_hybrid(load_model(name[len(HYBRID_PREFIX):], settings), fusion)
     loader = BUILTIN_MODELS.get(name)
     if loader is not None:
         return loader(settings)

@@ -104,6 +104,7 @@ class EvalRequest:
     distractors: int = 5  # BM25 distractors per query in a retrieval subset
     seed: int = 0
     grace: GraceSettings = field(default_factory=GraceSettings)
+    fusion: Any = None  # FusionConfig for hybrid:NAME models (None: the index's defaults)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -129,7 +130,7 @@ def prepare_dataset(request: EvalRequest) -> BeirDataset | StsDataset:
 def run_eval(request: EvalRequest) -> dict[str, Any]:
     """Evaluate every requested model; returns ``{"dataset", "split", "task", "subset", "results"}``."""
     dataset = prepare_dataset(request)
-    results = [evaluate_loaded(load_model(name, request.grace), dataset)
+    results = [evaluate_loaded(load_model(name, request.grace, request.fusion), dataset)
                for name in request.models]
     return {"dataset": dataset.name, "split": dataset.split,
             "task": "sts" if isinstance(dataset, StsDataset) else "retrieval",

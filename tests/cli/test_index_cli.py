@@ -116,3 +116,94 @@ def test_missing_foreign_and_corrupted_indexes_are_one_clear_line(docs, model_di
     assert "manifest.json is corrupted" in one_red_line(invoke("query", "bees"))
     assert "corrupted" in one_red_line(invoke("info"))
     assert "empty" in one_red_line(invoke("query", "  ", "--index", "whatever"))
+
+
+def test_query_modes_report_each_sides_rank_in_json(docs, model_dir):
+    index(docs, model_dir, "--quiet")
+    lexical = json.loads(invoke("query", "magma eruption", "--mode", "lexical", "--json").stdout)
+    assert lexical["mode"] == "lexical" and lexical["hits"]
+    assert all(h["lexical_rank"] == i and h["dense_rank"] is None for i, h in enumerate(lexical["hits"], 1))
+    assert Path(lexical["hits"][0]["source"]).name == "volcanoes.txt"
+    hybrid = json.loads(invoke("query", "magma eruption", "-k", "3", "--json").stdout)
+    assert hybrid["mode"] == "hybrid" and hybrid["fusion"]["fusion"] in {"rrf", "weighted"} and len(hybrid["hits"]) == 3
+    assert all({"dense_rank", "dense_score", "lexical_rank", "lexical_score"} <= set(h) for h in hybrid["hits"])
+    rrf = json.loads(invoke("query", "magma eruption", "--fusion", "rrf", "--json").stdout)
+    assert rrf["fusion"]["fusion"] == "rrf" and rrf["hits"][0]["score"] <= 2 / 61
+    weighted = json.loads(invoke("query", "magma eruption", "--alpha", "0", "--json").stdout)
+    assert weighted["fusion"] == {**weighted["fusion"], "fusion": "weighted", "alpha": 0.0}
+    lowest = min(h["score"] for h in lexical["hits"])  # min-max puts the weakest lexical matches at 0, with the misses
+    top = sum(h["score"] > lowest for h in lexical["hits"])
+    assert top and [h["id"] for h in weighted["hits"][:top]] == [h["id"] for h in lexical["hits"]][:top]
+    dense = json.loads(invoke("query", "magma eruption", "--mode", "dense", "--json").stdout)
+    assert all(h["lexical_rank"] is None and h["dense_rank"] == i for i, h in enumerate(dense["hits"], 1))
+    human = invoke("query", "magma eruption", "-k", "2").stdout
+    assert "dense #" in human and "lexical #" in human
+
+
+def test_bad_mode_alpha_fusion_and_filter_keys_are_one_line(docs, model_dir):
+    index(docs, model_dir, "--quiet")
+    assert "unknown mode 'sparse'; valid values are: dense, lexical, hybrid" in one_red_line(invoke("query", "x", "--mode", "sparse"))
+    assert "alpha must be between 0 and 1" in one_red_line(invoke("query", "x", "--alpha", "1.5"))
+    assert "valid values are: rrf, weighted" in one_red_line(invoke("query", "x", "--fusion", "max"))
+    line = one_red_line(invoke("query", "x", "--where", "language=en"))
+    assert "unknown filter key 'language'" in line and "extension, file_name" in line and "source" in line
+    assert "KEY=VALUE" in one_red_line(invoke("query", "x", "--where", "novalue"))
+
+
+def test_where_reaches_source_and_numeric_columns(docs, model_dir):
+    index(docs, model_dir, "--quiet")
+    hits = json.loads(invoke("query", "bees", "--where", "source=docs/volcanoes.txt", "--json").stdout)["hits"]
+    assert hits and {Path(h["source"]).name for h in hits} == {"volcanoes.txt"}
+    hits = json.loads(invoke("query", "bees", "--where", "position>=1", "--where", "extension!=.md", "-k", "50", "--json").stdout)["hits"]
+    assert hits and all(h["position"] >= 1 and not h["source"].endswith(".md") for h in hits)
+
+
+def test_delete_removes_a_file_without_a_model_and_index_adds_it_back(docs, model_dir):
+    index(docs, model_dir, "--quiet")
+    result = invoke("delete", "docs/volcanoes.txt", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["removed_chunks"]["docs/volcanoes.txt"] > 0 and payload["files"] == 2
+    assert not any("volcanoes" in h["source"] for h in json.loads(invoke("query", "magma", "--mode", "lexical", "--json").stdout)["hits"])
+    assert "nothing in .grace-index comes from docs/nope.txt" in one_red_line(invoke("delete", "docs/nope.txt"))
+    again = json.loads(index(docs, model_dir, "--json").stdout)
+    assert again["files_indexed"] == 1 and again["chunks_added"] == payload["removed_chunks"]["docs/volcanoes.txt"]
+
+
+def test_encoder_settings_are_recorded_and_queries_reuse_them(docs, model_dir):
+    result = index(docs, model_dir, "--quiet", "--layer", "penultimate", "--pooling", "max")
+    assert result.exit_code == 0, result.output
+    settings = json.loads(Path(".grace-index/manifest.json").read_text())["encoder"]["settings"]
+    assert (settings["layer"], settings["pooling"], settings["max_rationale_tokens"]) == ("penultimate", "max", 4)
+    assert json.loads(invoke("query", "bees", "--mode", "dense", "--json").stdout)["hits"]  # no options needed
+    assert json.loads(invoke("index", docs, "--json").stdout)["chunks_embedded"] == 0  # the index knows its settings
+    line = one_red_line(invoke("index", docs, "--layer", "last"))
+    assert "settings differ" in line and "layer='penultimate'" in line
+    assert "unknown pooling 'median'" in one_red_line(index(docs, model_dir, "--index", "other", "--pooling", "median"))
+
+
+def test_help_lists_the_encoder_choices_from_the_config():
+    from grace_rag.config import Layer, Pooling
+
+    text = " ".join(invoke("index", "--help").output.split())
+    assert all(p.value in text for p in Pooling) and all(layer.value in text for layer in Layer)
+
+
+def test_quiet_hides_only_the_progress_bar(docs, model_dir):
+    result = index(docs, model_dir, "-q")
+    assert result.exit_code == 0 and "3 files: 3 new or changed" in result.stdout and "embedding" not in result.stderr
+
+
+def test_an_unchanged_folder_needs_no_model(docs, model_dir, tmp_path):
+    own_model = tmp_path / "model"
+    shutil.copytree(model_dir, own_model)
+    assert index(docs, own_model, "--quiet").exit_code == 0
+    shutil.rmtree(own_model)  # the index's model is gone: only work that needs it can fail
+    again = invoke("index", docs, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["files_unchanged"] == 3
+    assert json.loads(invoke("query", "bees", "--mode", "lexical", "--json").stdout)["hits"]
+    (docs / "volcanoes.txt").unlink()
+    assert json.loads(invoke("index", docs, "--json").stdout)["files_removed"] == 1  # removals need no model
+    (docs / "new.txt").write_text("Penguins huddle against the cold.")
+    assert "does not exist" in one_red_line(invoke("index", docs))

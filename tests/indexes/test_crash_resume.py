@@ -32,7 +32,7 @@ def reference(tmp_path_factory, model_dir):
     docs.mkdir()
     for name in DOCS:
         shutil.copy(EXAMPLES / name, docs / name)
-    encoder = load_encoder(str(model_dir), {"cache": False}, "cpu", rationale_tokens=4)
+    encoder = load_encoder(str(model_dir), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
     request = IndexRequest(path=docs, index_dir=root / "reference", ingest=IngestConfig(chunk_size=64, batch_size=1))
     report = index_folder(request, encoder=encoder)
     assert report.chunks_added > 10
@@ -91,6 +91,8 @@ def test_killed_run_loads_resumes_and_equals_an_uninterrupted_run(tmp_path, mode
             assert len(index) == stored
             _, vectors = next(index.store.iter_vectors())
             assert index.search(vectors[-1], k=1)[0].score == pytest.approx(1.0, abs=1e-5)
+            _, texts = index.store.texts()  # the lexical part is rebuilt from whatever was committed
+            assert index.search(text=texts[-1], k=1, mode="lexical")[0].lexical_rank == 1
 
     resumed = start(docs, index_dir, model_dir, tmp_path / "home")
     out, err = resumed.communicate(timeout=300)
@@ -107,3 +109,16 @@ def test_killed_run_loads_resumes_and_equals_an_uninterrupted_run(tmp_path, mode
     with GraceIndex.open(index_dir) as a, GraceIndex.open(reference_dir) as b:
         for vector in want_vectors[::7]:
             assert [h.id for h in a.search(vector, k=5)] == [h.id for h in b.search(vector, k=5)]
+        for index in (a, b):  # each lexical part on disk reflects its store as it is now, chunk for chunk
+            assert index.manifest.lexical_revision == index.store.revision
+            fids = index.lexical.current().fids.tolist()
+            assert sorted(hit.id for hit in index.store.hit_map(fids).values()) == [r[0] for r in want["rows"]]
+        for row, vector in list(zip(want["rows"], want_vectors))[::5]:
+            query = " ".join(row[1].split()[:12])
+            assert lexical(a, query) == lexical(b, query)
+            assert [(h.id, h.dense_rank, h.lexical_rank) for h in a.search(vector, text=query, k=5)] == [
+                (h.id, h.dense_rank, h.lexical_rank) for h in b.search(vector, text=query, k=5)]
+
+
+def lexical(index: GraceIndex, query: str) -> list[tuple[str, float]]:
+    return [(h.id, round(h.score, 4)) for h in index.search(text=query, k=8, mode="lexical")]

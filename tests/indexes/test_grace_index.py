@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import grace_rag.indexes.factory as factory_module
-import grace_rag.indexes.grace_index as grace_index_module
+import grace_rag.indexes.search as search_module
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes import Chunk, EncoderInfo, GraceIndex
 from grace_rag.indexes.grace_index import INDEX_FILE, MANIFEST_FILE, STORE_FILE
+from grace_rag.indexes.lexical import LEXICAL_DIR
 
 FACTORIES = ["Flat", "HNSW32", "IVF4,Flat"]
 DIM = 16
@@ -86,7 +87,7 @@ def test_wrong_dimension_is_an_error(tmp_path, info):
 @pytest.mark.parametrize("factory", FACTORIES)
 @pytest.mark.parametrize("exact_max", [0, 10_000])  # 0 forces the FAISS IDSelector path
 def test_metadata_filter_returns_only_matching_chunks_best_first(tmp_path, info, monkeypatch, factory, exact_max):
-    monkeypatch.setattr(grace_index_module, "FILTER_EXACT_MAX", exact_max)
+    monkeypatch.setattr(search_module, "FILTER_EXACT_MAX", exact_max)
     index, vectors = filled(tmp_path / "ix", info, factory)
     hits = index.search(vectors[3], k=5, where={"lang": "en"})
     assert hits[0].id == "c3"
@@ -212,7 +213,7 @@ def test_a_manifest_from_another_index_is_refused(tmp_path, info):
 def test_saving_leaves_no_temporary_files(tmp_path, info):
     index, _ = filled(tmp_path / "ix", info, n=5)
     index.save()
-    assert {p.name for p in (tmp_path / "ix").iterdir()} == {INDEX_FILE, STORE_FILE, MANIFEST_FILE}
+    assert {p.name for p in (tmp_path / "ix").iterdir()} == {INDEX_FILE, STORE_FILE, MANIFEST_FILE, LEXICAL_DIR}
     sqlite3.connect(tmp_path / "ix" / STORE_FILE).execute("SELECT COUNT(*) FROM chunks").fetchone()
 
 
@@ -221,7 +222,7 @@ def test_info_reports_model_counts_and_sizes(tmp_path, info):
     facts = index.info()
     assert facts["model"] == "fake-model" and facts["fingerprint"] == "f" * 32
     assert facts["chunks"] == 12 and facts["factory"] == "Flat" and facts["dimension"] == DIM
-    assert set(facts["sizes_bytes"]) == {INDEX_FILE, STORE_FILE, MANIFEST_FILE}
+    assert set(facts["sizes_bytes"]) == {INDEX_FILE, STORE_FILE, MANIFEST_FILE, LEXICAL_DIR + "/"}
     assert facts["total_bytes"] == sum(facts["sizes_bytes"].values()) > 0
 
 

@@ -2,20 +2,34 @@
 
 import pytest
 
-from grace_rag.errors import GraceIndexError
-from grace_rag.indexes.service import parse_where, stored_settings
+from pathlib import Path
+
+from grace_rag.errors import ConfigError
+from grace_rag.indexes.filters import Combine, Condition, Group, Op
+from grace_rag.indexes.service import parse_where, source_forms, stored_settings
 
 
 def test_where_values_are_read_as_json_when_they_parse():
-    assert parse_where(["lang=en", "year=2020", "draft=false", "tags=[1, 2]", "note=a=b"]) == {
-        "lang": "en", "year": 2020, "draft": False, "tags": [1, 2], "note": "a=b",
-    }
-    assert parse_where(None) == {}
+    assert parse_where(["lang=en", "year>=2020", "draft=false", "tags=[1, 2]", "note=a=b", "n!=3", "x<1.5"]) == Group(
+        Combine.AND, (Condition("lang", Op.EQ, "en"), Condition("year", Op.GTE, 2020), Condition("draft", Op.EQ, False),
+                      Condition("tags", Op.IN, [1, 2]), Condition("note", Op.EQ, "a=b"), Condition("n", Op.NE, 3),
+                      Condition("x", Op.LT, 1.5)))
+    assert parse_where(["lang=en"]) == Condition("lang", Op.EQ, "en")
+    assert parse_where(["tags!=[1]"]) == Condition("tags", Op.NIN, [1])
+    assert parse_where(None) is None
 
 
-@pytest.mark.parametrize("bad", ["novalue", "=x"])
+def test_source_matches_as_given_or_from_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    absolute = (tmp_path / "docs" / "a.md").as_posix()
+    assert parse_where(["source=docs/a.md"]) == Condition("source", Op.IN, ["docs/a.md", absolute])
+    assert parse_where(["source!=docs/a.md"]) == Condition("source", Op.NIN, ["docs/a.md", absolute])
+    assert source_forms(absolute) == [absolute] and source_forms("x") == ["x", str(Path("x").resolve())]
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "year>=abc"])
 def test_malformed_where_is_a_clear_error(bad):
-    with pytest.raises(GraceIndexError, match="KEY=VALUE"):
+    with pytest.raises(ConfigError, match="KEY=VALUE|compares numbers"):
         parse_where([bad])
 
 

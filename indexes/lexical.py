@@ -1,0 +1,174 @@
+"""The lexical half of an index: BM25 (bm25s) over chunk texts, saved without pickle beside index.faiss.
+
+Texts are lower-cased, split into words, stripped of English stopwords and stemmed with the
+Snowball English stemmer (PyStemmer), exactly as the evaluation's BM25 baseline does. The saved
+form is bm25s's own (``BM25.save(..., allow_pickle=False)``: three ``.npy`` arrays and two JSON
+files) plus ``fids.npy``, the chunk-store id of each BM25 document. bm25s cannot add or remove
+documents in place, so the index is rebuilt from the chunk store after changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LEXICAL_DIR = "lexical"
+FIDS_FILE = "fids.npy"
+STEMMER = "english"
+STOPWORDS = "en"
+K1, B = 1.5, 0.75  # bm25s defaults (Robertson et al.), as in the evaluation baseline
+SETTINGS = {"method": "bm25s", "k1": K1, "b": B, "stemmer": STEMMER, "stopwords": STOPWORDS}
+
+
+class LexicalDamage(Exception):
+    """The saved lexical index cannot be used (missing, stale or corrupted); it is rebuilt."""
+
+
+def import_bm25s() -> Any:
+    """bm25s (checking PyStemmer too), with its import-time DEBUG logging turned down."""
+    try:
+        import bm25s
+        import Stemmer  # noqa: F401  (PyStemmer)
+    except ImportError:  # pragma: no cover - both are dependencies
+        raise ImportError("lexical search needs bm25s and PyStemmer: pip install bm25s PyStemmer") from None
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: its chatter reached CLI users
+    return bm25s
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """Stemmed, stopword-free word lists (an empty text gives ``[""]``, bm25s's empty token)."""
+    import_bm25s()
+    import Stemmer
+    from bm25s.tokenization import Tokenizer
+
+    tokenizer = Tokenizer(stemmer=Stemmer.Stemmer(STEMMER), stopwords=STOPWORDS)
+    return tokenizer.tokenize(list(texts), return_as="string", update_vocab=True, show_progress=False)
+
+
+def top_positive(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and values of the ``k`` best strictly positive scores, best first (stable on ties)."""
+    candidates = np.flatnonzero(scores > 0)
+    order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
+    return order, scores[order]
+
+
+def directory_digest(folder: Path) -> str:
+    """A content hash of every file in ``folder`` (names and bytes, in name order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class LexicalIndex:
+    """BM25 over a fixed set of chunks, identified by their chunk-store ids (``fids``)."""
+
+    def __init__(self, model: Any, fids: np.ndarray, revision: int) -> None:
+        self.model = model  # a bm25s.BM25, or None for an empty corpus
+        self.fids = np.asarray(fids, dtype=np.int64)
+        self.revision = revision  # the chunk-store revision these texts were read at
+
+    @classmethod
+    def build(cls, fids: Sequence[int], texts: Sequence[str], revision: int) -> "LexicalIndex":
+        """Tokenize and index ``texts`` (one per chunk id)."""
+        if not len(texts):
+            return cls(None, np.zeros(0, np.int64), revision)
+        model = import_bm25s().BM25(k1=K1, b=B)
+        model.index(tokenize(texts), show_progress=False)
+        return cls(model, np.asarray(fids, np.int64), revision)
+
+    def __len__(self) -> int:
+        return len(self.fids)
+
+    def search(self, text: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The ``k`` best chunks for ``text`` as ``(fid, BM25 score)``; only those sharing a word with it.
+
+        ``allowed`` restricts the result to those chunk ids (a metadata filter).
+        """
+        if self.model is None or k <= 0:
+            return []
+        ids = self.model.get_tokens_ids([t for t in tokenize([text])[0] if t])
+        if not ids:
+            return []
+        scores = np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)  # (N,)
+        if allowed is not None:
+            scores = np.where(np.isin(self.fids, allowed), scores, 0.0)
+        positions, values = top_positive(scores, k)
+        return [(int(self.fids[p]), float(v)) for p, v in zip(positions, values)]
+
+    # -- on disk ------------------------------------------------------------------------
+    def save(self, index_dir: Path) -> str:
+        """Write ``index_dir/lexical`` (replacing any old one); return its content digest."""
+        index_dir = Path(index_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=".lexical-new-", dir=index_dir))
+        try:
+            if self.model is not None:
+                self.model.save(tmp, allow_pickle=False, show_progress=False)
+            np.save(tmp / FIDS_FILE, self.fids, allow_pickle=False)
+            for path in tmp.iterdir():
+                _fsync(path)
+            digest = directory_digest(tmp)
+            target = index_dir / LEXICAL_DIR
+            if target.exists():
+                target.rename(Path(tempfile.mkdtemp(prefix=".lexical-old-", dir=index_dir)) / "old")
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        remove_leftovers(index_dir)
+        return digest
+
+    @classmethod
+    def load(cls, index_dir: Path, digest: str, revision: int, count: int) -> "LexicalIndex":
+        """Read ``index_dir/lexical``; LexicalDamage if it is missing, altered or does not hold ``count`` chunks."""
+        folder = Path(index_dir) / LEXICAL_DIR
+        if not (folder / FIDS_FILE).is_file():
+            raise LexicalDamage("missing")
+        try:
+            if directory_digest(folder) != digest:
+                raise LexicalDamage("its files do not match manifest.json")
+            fids = np.load(folder / FIDS_FILE, allow_pickle=False)
+            model = import_bm25s().BM25.load(folder, allow_pickle=False, show_progress=False) if len(fids) else None
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise LexicalDamage(f"unreadable: {type(exc).__name__}") from None
+        documents = model.scores["num_docs"] if model is not None else 0
+        if fids.ndim != 1 or len(fids) != documents or len(fids) != count:
+            raise LexicalDamage(f"it holds {len(fids)} chunks, the chunk store {count}")
+        return cls(model, fids, revision)
+
+
+def remove_leftovers(index_dir: Path) -> None:
+    """Delete the temporary lexical folders of a save that was killed half-way."""
+    for leftover in Path(index_dir).glob(".lexical-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_revision(saved: int, current: int) -> None:
+    """LexicalDamage when the saved lexical index reflects an older chunk store."""
+    if saved < 0:
+        raise LexicalDamage("absent (index written before hybrid search)")
+    if saved != current:
+        raise LexicalDamage("older than chunks.sqlite (interrupted run)")
+
