@@ -36,6 +36,13 @@ class Layer(str, Enum):
     PENULTIMATE = "penultimate"
 
 
+class Quantization(str, Enum):
+    """Weights of the decoder's linear layers."""
+
+    NONE = "none"  # as loaded (float32 on a CPU)
+    INT8 = "int8"  # dynamic int8 activations x int8 weights (CPU; torch.ao dynamic quantisation)
+
+
 class Role(str, Enum):
     """Which instruction a text is encoded with."""
 
@@ -116,6 +123,9 @@ class EncoderConfig:
         "Pooling: mean (paper), last (EOS token), max, rationale (rationale tokens only) or "
         "balanced (1/2 text mean + 1/2 rationale mean).", default=Pooling.MEAN)
     layer: Layer = _help("Hidden layer to pool: last or penultimate.", default=Layer.LAST)
+    quantization: Quantization = _help(
+        "none, or int8: dynamic int8 linear layers (CPU only; faster, changes vectors slightly).",
+        default=Quantization.NONE)
     query_instruction: str = _help("System prompt for queries.", default=DEFAULT_INSTRUCTION)
     document_instruction: str = _help("System prompt for documents.", default=DEFAULT_INSTRUCTION)
     temperature: float = _help("Rationale sampling temperature; 0 = greedy (reproducible).", default=0.0)
@@ -128,6 +138,7 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         self.pooling = parse_choice(Pooling, self.pooling, "pooling")
         self.layer = parse_choice(Layer, self.layer, "layer")
+        self.quantization = parse_choice(Quantization, self.quantization, "quantization")
         for name, low in (("max_rationale_tokens", 0), ("max_input_tokens", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
@@ -195,17 +206,20 @@ class EncoderConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["pooling"] = self.pooling.value
         out["layer"] = self.layer.value
+        out["quantization"] = self.quantization.value
         return out
 
     def identity(self) -> dict[str, Any]:
         """The settings that change a vector (what the fingerprint covers).
 
-        A setting at its neutral value is left out (``query_rationale_tokens=None``), so
+        A setting at its neutral value is left out (``query_rationale_tokens=None``,
+        ``quantization="none"``), so
         fingerprints of indexes built before the setting existed stay valid.
         """
         out = self.to_dict()
         for key in ("batch_size", "cache", "show_progress"):
             out.pop(key)
-        if out["query_rationale_tokens"] is None:
-            out.pop("query_rationale_tokens")
+        for key, neutral in (("query_rationale_tokens", None), ("quantization", Quantization.NONE.value)):
+            if out[key] == neutral:
+                out.pop(key)
         return out

@@ -8,6 +8,7 @@ Settings: the model's own (``grace_encoder.json`` or the built-in table) fill ev
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from grace_rag.cache import RationaleCache, text_key
-from grace_rag.config import EncoderConfig, Role, check_device, parse_choice
+from grace_rag.config import EncoderConfig, Quantization, Role, check_device, parse_choice
 from grace_rag.errors import choice_error
 from grace_rag.generation import GenerationSettings, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
@@ -94,6 +95,10 @@ class GraceEncoder:
         self.device = resolve_device(device)
         self.backbone = backbone or load_backbone(model, device=self.device)
         self.config = (config or EncoderConfig()).resolve(self.backbone.settings)
+        if self.config.quantization is Quantization.INT8:
+            from grace_rag.acceleration import quantize_int8
+
+            self.backbone = dataclasses.replace(self.backbone, model=quantize_int8(self.backbone.model))
         self.model_name = self.backbone.name
         self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size)
         tokenizer = self.backbone.tokenizer

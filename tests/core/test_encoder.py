@@ -132,3 +132,17 @@ def test_text_only_backend_is_pooled_by_a_separate_forward_pass():
     text_only = GraceEncoder.from_backbone(bb, fused.config, generator=TextOnly(bb.model, bb.tokenizer))
     texts = ["one text", "a second and longer text"]
     assert np.allclose(fused.encode_documents(texts), text_only.encode_documents(texts), atol=1e-5)
+
+
+def test_int8_agrees_with_fp32_and_has_its_own_fingerprint():
+    """Dynamic int8 linear layers: vectors within 0.98 cosine of fp32 on the tiny model; never mixed in caches."""
+    fp32 = tiny_encoder()
+    int8 = tiny_encoder(EncoderConfig(max_rationale_tokens=0, quantization="int8", cache=False))
+    ref = tiny_encoder(EncoderConfig(max_rationale_tokens=0, cache=False))
+    texts = ["a cat sleeps on the warm mat", "interest rates rose again", "rain"]
+    a, b = int8.encode_documents(texts), ref.encode_documents(texts)
+    assert (a * b).sum(axis=1).min() >= 0.98
+    assert int8.fingerprint != ref.fingerprint and fp32.config.quantization.value == "none"
+    assert "quantization" not in ref.config.identity()  # neutral value: older fingerprints unchanged
+    # the shared backbone itself is untouched (int8 works on a copy)
+    assert int8.backbone.model is not ref.backbone.model
