@@ -1,143 +1,127 @@
-"""Encoding speed of the embedded model on SciFact documents.
+"""Encoding speed on a CPU: indexing throughput and single-query latency, one variant per process.
 
-For each rationale length and batch size (one subprocess each, so peak RSS is per config):
-  fused  - grace-rag's path: generation pass whose hidden states are pooled directly
-  floor  - one forward pass over prompt + rationale at the same batch size (CPU compute floor)
-  naive  - HF ``generate`` then a separate forward pass over prompt + rationale
-  cached - the same documents again through the SQLite cache
+Variants (``--variant``), each the encoder with some of the speed options of issue 13:
+  today      fp32, no shared system prefix, batch 16 (the path before the options existed)
+  prefix     + the system prompt's KV computed once and shared by every prompt
+  int8       + dynamic int8 linear layers (no prefix sharing)
+  combined   prefix sharing + int8
+``--batch`` overrides the batch size (indexing), ``--compile`` compiles the model's forward.
 
-Usage: python benchmarks/encode_speed.py [--docs 32] [--lengths 0 32 64 128] [--batches 8 16 32]
-Prints a table and writes benchmarks/out/encode_speed.json.
+For the chosen variant it prints, as one JSON line: documents/s when indexing ``--docs`` SciFact
+abstracts (cache off), the forward-pass floor of the same precision (one forward pass over
+prompt + the same rationales, same batches: the least any GRACE encoder must spend), and the
+p50/p90 latency of ``--queries`` single SciFact claims encoded one at a time.
+
+Compare two variants as whole processes, A B A B ..., with a process timer, e.g.
+    python benchmarks/encode_speed.py --variant today --mode index --docs 16
+    python benchmarks/encode_speed.py --variant combined --mode index --docs 16
+and read the in-process figures from the JSON lines. Quality of int8 (vectors change; prefix
+sharing and batching do not) is measured with ``grace-rag eval ... --quantization int8``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
-import tempfile
+import statistics
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+VARIANTS = {
+    "today": dict(share_prefix=False, quantization="none"),
+    "prefix": dict(share_prefix=True, quantization="none"),
+    "int8": dict(share_prefix=False, quantization="int8"),
+    "combined": dict(share_prefix=True, quantization="int8"),
+}
 
 
-def load_docs(n: int) -> list[str]:
-    docs = []
-    with CORPUS.open() as fh:
+def read_jsonl(path: Path, n: int, key) -> list[str]:
+    out = []
+    with path.open() as fh:
         for line in fh:
-            row = json.loads(line)
-            docs.append(f"{row['title']}\n{row['text']}")
-            if len(docs) == n:
+            out.append(key(json.loads(line)))
+            if len(out) == n:
                 break
-    return docs
+    return out
 
 
-def naive_encode(encoder, prompts, length: int, batch: int):
-    """HF generate, then a separate forward pass over prompt + rationale (what we avoid)."""
-    import torch
-
-    from grace_rag.representation import forward_pool, left_pad
-
-    model, gen = encoder.backbone.model, encoder.generator
-    vectors = []
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i : i + batch]
-        ids, attn = left_pad([p.input_ids for p in chunk], gen.pad_id, model.device)
-        if length:
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=length, do_sample=False, pad_token_id=gen.pad_id)
-            new = out[:, ids.shape[1] :].tolist()
-        else:
-            new = [[] for _ in chunk]
-        seqs = []
-        for p, toks in zip(chunk, new):
-            kept = []
-            for t in toks:
-                kept.append(t)
-                if t in gen.stop_ids:
-                    break
-            seqs.append(p.input_ids + kept)
-        vectors.append(forward_pool(model, seqs, [p.pool_start for p in chunk], encoder.pool_spec, gen.pad_id))
-    return vectors
-
-
-def run_config(n_docs: int, length: int, batch: int) -> dict:
-    """Measure one (length, batch) configuration in this process."""
+def build_encoder(args: argparse.Namespace):
     from grace_rag import EncoderConfig, GraceEncoder
-    from grace_rag.representation import forward_pool
+    from grace_rag.hf_generation import HFGenerator
 
-    docs = load_docs(n_docs)
-    encoder = GraceEncoder(config=EncoderConfig(max_rationale_tokens=length, batch_size=batch, cache=True), device="cpu")
-    builder = encoder.builders[next(iter(encoder.builders))]
+    variant = VARIANTS[args.variant]
+    config = EncoderConfig(cache=False, batch_size=args.batch, quantization=variant["quantization"],
+                           max_rationale_tokens=args.rationale_tokens,
+                           query_rationale_tokens=args.query_rationale_tokens)
+    encoder = GraceEncoder(args.model, config=config, device="cpu")
+    generator = encoder.generator
+    if isinstance(generator, HFGenerator):
+        generator.share_prefix = variant["share_prefix"]
+    if args.compile:
+        encoder.backbone.model.forward = torch.compile(encoder.backbone.model.forward, dynamic=True)
+    return encoder
+
+
+def index_speed(encoder, docs: list[str]) -> dict:
+    """Documents/s through the encoder's own path (prompts -> represent), and the forward-pass floor."""
+    from grace_rag.config import Role
+
+    encoder.encode_documents(docs[:2])  # warm-up (and compilation, if any)
+    builder, settings = encoder.builders[Role.DOCUMENT], encoder.settings[Role.DOCUMENT]
+    started = time.perf_counter()
     prompts = [builder.build(d) for d in docs]
-    encoder.generator.generate(prompts[:2], encoder.settings, encoder.pool_spec)  # warm-up
+    rationales, _ = encoder.representer.represent(prompts, settings)
+    seconds = time.perf_counter() - started
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))  # as generation batches them
+    started = time.perf_counter()
+    encoder.representer.pool_sequences([prompts[i] for i in order], [rationales[i].token_ids for i in order])
+    floor = time.perf_counter() - started
+    return {"docs": len(docs), "docs_per_s": len(docs) / seconds, "floor_docs_per_s": len(docs) / floor,
+            "over_floor": seconds / floor,
+            "mean_rationale_tokens": sum(len(r.token_ids) for r in rationales) / len(rationales)}
 
-    t = time.perf_counter()
-    rationales = encoder.generator.generate(prompts, encoder.settings, encoder.pool_spec)
-    fused = time.perf_counter() - t
-    seqs = [p.input_ids + r.token_ids for p, r in zip(prompts, rationales)]
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # same length-sorting as generation
-    t = time.perf_counter()
-    for i in range(0, len(order), batch):
-        idx = order[i : i + batch]
-        forward_pool(encoder.backbone.model, [seqs[j] for j in idx], [prompts[j].pool_start for j in idx], encoder.pool_spec, encoder.generator.pad_id)
-    floor = time.perf_counter() - t
-    sorted_prompts = [prompts[j] for j in sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))]
-    t = time.perf_counter()
-    naive_encode(encoder, sorted_prompts, length, batch)
-    naive = time.perf_counter() - t
 
-    encoder.encode_documents(docs)  # fill the cache
-    t = time.perf_counter()
-    encoder.encode_documents(docs)
-    cached = time.perf_counter() - t
-    new_tokens = sum(len(r.token_ids) for r in rationales)
-    return {
-        "rationale_tokens": length, "batch_size": batch, "docs": n_docs,
-        "mean_prompt_tokens": sum(len(p.input_ids) for p in prompts) / n_docs,
-        "mean_rationale_tokens": new_tokens / n_docs,
-        "fused_docs_per_s": n_docs / fused, "fused_gen_tokens_per_s": new_tokens / fused,
-        "floor_docs_per_s": n_docs / floor, "naive_docs_per_s": n_docs / naive,
-        "cached_docs_per_s": n_docs / cached,
-        "fused_over_floor": fused / floor, "naive_over_fused": naive / fused, "cached_speedup": fused / cached,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+def query_latency(encoder, queries: list[str]) -> dict:
+    encoder.encode_queries(queries[:1])  # warm-up
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        encoder.encode_queries([q])
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return {"queries": len(queries), "query_p50_s": statistics.median(times),
+            "query_p90_s": times[int(0.9 * (len(times) - 1))]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=32)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[0, 32, 64, 128])
-    parser.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "encode_speed.json")
-    parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)  # internal: docs length batch
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(run_config(*args.one)))
-        return
-    results = []
-    home = tempfile.mkdtemp(prefix="grace-bench-")  # fresh rationale cache, shared model conversion
-    env = {**os.environ, "GRACE_RAG_HOME": os.environ.get("GRACE_RAG_HOME", str(Path.home() / ".cache" / "grace-rag"))}
-    print(f"{'len':>4} {'batch':>5} {'prompt':>6} {'fused d/s':>9} {'gen tok/s':>9} {'floor d/s':>9} {'naive d/s':>9} "
-          f"{'fused/floor':>11} {'naive/fused':>11} {'cache x':>8} {'RSS MB':>7}")
-    for length in args.lengths:
-        for batch in args.batches:
-            env["GRACE_BENCH_CACHE"] = home
-            out = subprocess.run([sys.executable, __file__, "--one", str(args.docs), str(length), str(batch)],
-                                 env=env, capture_output=True, text=True, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(f"{length:>4} {batch:>5} {r['mean_prompt_tokens']:>6.0f} {r['fused_docs_per_s']:>9.2f} {r['fused_gen_tokens_per_s']:>9.1f} "
-                  f"{r['floor_docs_per_s']:>9.2f} {r['naive_docs_per_s']:>9.2f} {r['fused_over_floor']:>11.2f} "
-                  f"{r['naive_over_fused']:>11.2f} {r['cached_speedup']:>8.0f} {r['peak_rss_mb']:>7.0f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", "default"), "results": results}, indent=2))
-    print(f"wrote {args.out}")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="combined")
+    ap.add_argument("--mode", choices=["index", "query", "both"], default="both")
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--docs", type=int, default=16)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--rationale-tokens", type=int, default=32)
+    ap.add_argument("--query-rationale-tokens", type=int, default=None)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    encoder = build_encoder(args)
+    result = {"variant": args.variant, "batch": args.batch, "compile": args.compile,
+              "rationale_tokens": args.rationale_tokens, "query_rationale_tokens": args.query_rationale_tokens,
+              "threads": torch.get_num_threads()}
+    if args.mode in ("index", "both"):
+        docs = read_jsonl(SCIFACT / "corpus.jsonl", args.docs, lambda r: f"{r['title']} {r['text']}")
+        result.update(index_speed(encoder, docs))
+    if args.mode in ("query", "both"):
+        result.update(query_latency(encoder, read_jsonl(SCIFACT / "queries.jsonl", args.queries, lambda r: r["text"])))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
