@@ -117,7 +117,8 @@ def describe(name: str, scores: np.ndarray, labels: np.ndarray) -> dict:
     cut, balanced = best_cut(scores, labels)
     train, held = np.arange(len(scores)) % 2 == 0, np.arange(len(scores)) % 2 == 1
     a, b = fit_logistic(scores[train], labels[train].astype(float))
-    return {"name": name, "classes": classes, "auc": auc(scores, labels), "best_cut": cut,
+    a_all, b_all = fit_logistic(scores, labels.astype(float))
+    return {"logistic_all": {"a": a_all, "b": b_all, "cutoff_p50": -b_all / a_all},"name": name, "classes": classes, "auc": auc(scores, labels), "best_cut": cut,
             "best_balanced_accuracy": balanced, "cuts": [at_cut(scores, labels, c) for c in CUTS],
             "logistic": {"a": a, "b": b, "held_out": calibration_check(scores[held], labels[held], a, b)}}
 
@@ -133,6 +134,8 @@ def print_report(result: dict) -> None:
               f"recall {row['recall']:.2f}, unrelated kept {row['unrelated_kept']:.2f}")
     fit = result["logistic"]
     print(f"  logistic a={fit['a']:.2f} b={fit['b']:.2f}; held-out " + ", ".join(f"{k} {v:.3f}" for k, v in fit["held_out"].items()))
+    every = result["logistic_all"]
+    print(f"  logistic on every pair: a={every['a']:.2f} b={every['b']:.2f} (p = 0.5 at cosine {every['cutoff_p50']:.3f})")
 
 
 def main() -> None:
