@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CUTS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
+CUTS = (0.5, 0.7, 0.8, 0.82, 0.85, 0.9, 0.95)
 
 
 def sts_pairs(path: Path, n: int, high: float, low: float, seed: int) -> tuple[list[tuple[str, str]], np.ndarray]:
