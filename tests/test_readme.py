@@ -74,10 +74,10 @@ def readme_server(model_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
 def test_readme_python_block_runs(code, tiny_default_model, tmp_path, monkeypatch, request):
-    from frameworks_tiktoken import bundled_tiktoken_cache
+    from grace_rag.server.openai_api import bundled_tiktoken_cache
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", bundled_tiktoken_cache())  # LangChain's OpenAI client tokenises offline
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))  # LangChain's OpenAI client tokenises offline
     if SERVER_URL in code:
         code = code.replace(SERVER_URL, f"127.0.0.1:{request.getfixturevalue('readme_server').port}")
     exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})

@@ -108,13 +108,7 @@ def create_app(service: GraceService, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="grace-rag", summary="GRACE embeddings and search", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=service.limits.max_body_bytes)
     _add_error_handlers(app)
-
-    def authorised(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise AuthError("missing or wrong API key; send the header 'Authorization: Bearer <key>'")
+    authorised = Depends(_bearer_check(api_key))
 
     async def counted() -> AsyncIterator[None]:
         service.in_flight += 1
@@ -123,9 +117,26 @@ def create_app(service: GraceService, api_key: str | None = None) -> FastAPI:
         finally:
             service.in_flight -= 1
 
-    guarded = [Depends(authorised), Depends(counted)]
+    _add_work_routes(app, service, [authorised, Depends(counted)])
+    _add_status_routes(app, service, [authorised])
+    return app
 
-    @app.post("/v1/embeddings", dependencies=guarded)
+
+def _bearer_check(api_key: str | None) -> Any:
+    """A dependency refusing requests without ``Authorization: Bearer <api_key>`` (none when no key is set)."""
+
+    def authorised(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise AuthError("missing or wrong API key; send the header 'Authorization: Bearer <key>'")
+
+    return authorised
+
+
+def _add_work_routes(app: FastAPI, service: GraceService, guards: list[Any]) -> None:
+    @app.post("/v1/embeddings", dependencies=guards)
     async def embeddings(body: EmbeddingsRequest) -> dict:
         texts = input_texts(body.input)
         _check_texts(texts, service, "input")
@@ -136,7 +147,7 @@ def create_app(service: GraceService, api_key: str | None = None) -> FastAPI:
         vectors = encoded.vectors if encoded else []
         return embeddings_response(vectors, encoded.tokens if encoded else [], service.encoder.model_name, body.encoding_format)
 
-    @app.post("/search", dependencies=guarded)
+    @app.post("/search", dependencies=guards)
     async def search(body: SearchRequest) -> dict:
         if not body.query.strip():
             raise RequestError("query is empty; send the text to search for")
@@ -145,7 +156,9 @@ def create_app(service: GraceService, api_key: str | None = None) -> FastAPI:
             raise RequestError(f"k={body.k} is over this server's limit of {service.limits.max_k} (--max-k)")
         return await service.search(body.query, body.k, body.filters, body.explain, search_options(body.mode, body.alpha))
 
-    @app.get("/v1/models", dependencies=[Depends(authorised)])
+
+def _add_status_routes(app: FastAPI, service: GraceService, guards: list[Any]) -> None:
+    @app.get("/v1/models", dependencies=guards)
     async def models() -> dict:
         return {"object": "list", "data": [{"id": service.encoder.model_name, "object": "model", "owned_by": "grace-rag"}]}
 
@@ -153,11 +166,9 @@ def create_app(service: GraceService, api_key: str | None = None) -> FastAPI:
     async def health() -> dict:
         return {"status": "ok", "in_flight": service.in_flight}
 
-    @app.get("/info", dependencies=[Depends(authorised)])
+    @app.get("/info", dependencies=guards)
     async def info() -> dict:
         return await asyncio.to_thread(service.info)
-
-    return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -44,20 +44,24 @@ class EmbeddingsRequest(BaseModel):
         default="document", description="grace-rag extension: encode with the query or the document instruction.")
 
 
+def bundled_tiktoken_cache() -> Path | None:
+    """The folder of tiktoken files (cl100k_base among them) that llama-index-core ships, if installed."""
+    try:
+        import llama_index.core
+    except ImportError:
+        return None
+    folder = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
+    return folder if folder.is_dir() else None
+
+
 @functools.lru_cache(maxsize=1)
 def cl100k() -> object:
     """tiktoken's ``cl100k_base``, offline if need be: from tiktoken's cache, else the copy llama-index-core ships."""
     import tiktoken
 
-    if "TIKTOKEN_CACHE_DIR" not in os.environ:
-        try:
-            import llama_index.core
-
-            bundled = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
-            if bundled.is_dir():
-                os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)  # what llama-index itself does
-        except ImportError:
-            pass
+    bundled = bundled_tiktoken_cache()
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and bundled is not None:
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)  # what llama-index does for its own tokenizer
     return tiktoken.get_encoding("cl100k_base")
 
 

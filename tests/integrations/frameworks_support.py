@@ -37,11 +37,3 @@ class Counting:
         self.calls.append((list(texts), str(getattr(role, "value", role))))
         return self._encoder.encode(texts, role=role)
 
-
-def bundled_tiktoken_cache() -> str:
-    """llama-index-core's copy of tiktoken's cl100k_base (this machine is offline: tiktoken cannot download it)."""
-    from pathlib import Path
-
-    import llama_index.core
-
-    return str(Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache")

@@ -10,7 +10,7 @@ from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 from pydantic import ValidationError
 
-from frameworks_support import DOCS, bundled_tiktoken_cache
+from frameworks_support import DOCS
 from grace_rag import EncoderConfig
 from grace_rag.errors import ConfigError
 from grace_rag.integrations.llama_index import GraceEmbedding
@@ -83,7 +83,9 @@ def test_pickle_keeps_every_setting_and_not_the_model(embedding):
 
 def test_multiprocess_ingestion_gives_the_in_process_vectors(embedding, monkeypatch):
     # the spawned workers unpickle SentenceSplitter's tiktoken tokenizer, which would be downloaded
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", bundled_tiktoken_cache())
+    from grace_rag.server.openai_api import bundled_tiktoken_cache
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))
     documents = [Document(text=text, id_=key) for key, text in DOCS.items()]
     splitter = SentenceSplitter(chunk_size=24, chunk_overlap=0)
     nodes = IngestionPipeline(transformations=[splitter, embedding]).run(documents=documents, num_workers=2)

@@ -71,3 +71,13 @@ def stopped_cleanly(server: ServerProcess) -> bool:
     """Stopped by SIGTERM after uvicorn's graceful shutdown (the model released in the app's shutdown)."""
     code = server.stop()
     return code in (0, -signal.SIGTERM) and "Application shutdown complete" in server.output()
+
+
+def cl100k_offline(monkeypatch):
+    """Point tiktoken at llama-index-core's copy of its files (this machine is offline); cl100k_base."""
+    import tiktoken
+
+    from grace_rag.server.openai_api import bundled_tiktoken_cache
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))
+    return tiktoken.get_encoding("cl100k_base")

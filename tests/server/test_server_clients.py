@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import DOCS
-from frameworks_tiktoken import cl100k_offline
-from serve_support import ServerProcess, stopped_cleanly
+from serve_support import ServerProcess, cl100k_offline, stopped_cleanly
 
 KEY = "client-key"
 

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import DOCS
-from serve_support import ServerProcess, stopped_cleanly
+from serve_support import ServerProcess, cl100k_offline, stopped_cleanly
 
 KEY = "test-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -46,8 +46,6 @@ def test_base64_query_embeddings_decode_to_the_query_vectors(server, index_encod
 
 
 def test_token_id_input_is_decoded_as_cl100k_base(server, index_encoder, monkeypatch):
-    from frameworks_tiktoken import cl100k_offline
-
     ids = cl100k_offline(monkeypatch).encode(DOCS["bees"])
     reply = post(server, "/v1/embeddings", {"input": [ids]})
     np.testing.assert_allclose(reply.json()["data"][0]["embedding"], index_encoder.encode([DOCS["bees"]]).vectors[0], atol=1e-5)

@@ -64,7 +64,7 @@ def test_an_error_reaches_its_requests_and_the_batcher_keeps_going(tiny):
 
 
 def test_inputs_texts_and_token_ids(monkeypatch):
-    from frameworks_tiktoken import cl100k_offline
+    from serve_support import cl100k_offline
 
     ids = cl100k_offline(monkeypatch).encode("Bees dance.")
     assert input_texts("one") == ["one"] and input_texts(["a", "b"]) == ["a", "b"] and input_texts([]) == []
