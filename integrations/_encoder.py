@@ -12,7 +12,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import Field
 
@@ -29,10 +29,10 @@ def setting_names() -> list[str]:
 
 
 def config_fields() -> dict[str, Any]:
-    """``{name: (Optional[type], Field(None, description=help))}`` for every EncoderConfig field (for ``create_model``)."""
+    """``{name: (type | None, Field(None, description=help))}`` for every EncoderConfig field (for ``create_model``)."""
     hints = typing.get_type_hints(EncoderConfig)
     return {
-        f.name: (Optional[hints[f.name]], Field(default=None, description=f.metadata.get("help", "")))  # noqa: UP045
+        f.name: (hints[f.name] | None, Field(default=None, description=f.metadata.get("help", "")))
         for f in dataclasses.fields(EncoderConfig)
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 try:
     from langchain_core.embeddings import Embeddings
@@ -11,7 +11,7 @@ except ImportError:  # pragma: no cover - exercised by a test that hides the pac
     raise ImportError(
         "grace_rag.integrations.langchain needs LangChain: pip install 'grace-rag[frameworks]'"
     ) from None
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
+from pydantic import ConfigDict, Field, PrivateAttr, create_model
 
 from grace_rag.config import EncoderConfig
 from grace_rag.integrations._encoder import (
@@ -45,7 +45,7 @@ class GraceEmbeddings(_GraceEmbeddingsSettings, Embeddings):  # type: ignore[mis
 
     model_name: str = Field(default=DEFAULT_MODEL, alias="model", description="Model alias, directory or .gguf file.")
     device: str = Field(default="auto", description=DEVICE_HELP)
-    cache_folder: Optional[str] = Field(default=None, description=CACHE_FOLDER_HELP)  # noqa: UP045
+    cache_folder: str | None = Field(default=None, description=CACHE_FOLDER_HELP)
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="device or EncoderConfig settings.")
     encode_kwargs: dict[str, Any] = Field(default_factory=dict, description="batch_size, prompt, normalize_embeddings.")
     query_encode_kwargs: dict[str, Any] = Field(default_factory=dict, description="prompt, normalize_embeddings.")

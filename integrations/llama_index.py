@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 try:
     from llama_index.core.base.base_retriever import BaseRetriever
@@ -29,7 +29,7 @@ from grace_rag.models import DEFAULT_MODEL
 _GraceEmbeddingSettings = create_model(
     "_GraceEmbeddingSettings", __base__=BaseEmbedding, __module__=__name__, **config_fields(),
     device=(str, Field(default="auto", description=DEVICE_HELP)),
-    cache_folder=(Optional[str], Field(default=None, description=CACHE_FOLDER_HELP)),  # noqa: UP045
+    cache_folder=(str | None, Field(default=None, description=CACHE_FOLDER_HELP)),
 )
 
 
