@@ -96,7 +96,7 @@ def main() -> None:
     cli = [run([grace, "query", q, "--index", str(index), "-k", "3", "--json"], cli_home) for q in questions]
     serve, cached = serve_arm(index, serve_home, questions)
     result = {"cli": percentiles(cli), "serve": percentiles(serve), "serve_cached": percentiles(cached),
-              "questions": len(questions), "docs": str(args.docs), "threads": os.environ.get("OMP_NUM_THREADS", "all")}
+              "questions": len(questions), "docs": str(args.docs), "threads_per_process": 1}
     result["speedup_p50"] = result["cli"]["p50_s"] / result["serve"]["p50_s"]
     result["speedup_p99"] = result["cli"]["p99_s"] / result["serve"]["p99_s"]
     for arm in ("cli", "serve", "serve_cached"):
