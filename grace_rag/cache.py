@@ -1,11 +1,14 @@
 """Rationale cache: SQLite keyed by (fingerprint, role, text hash) -> rationale + vector.
 
-WAL journal mode and a busy timeout make it safe for several processes at once.
+WAL journal mode and a busy timeout make it safe for several processes at once. A cache object
+pickles as its path: each process opens its own connection on first use (a forked or unpickled
+copy never shares a connection with its parent).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,18 +35,39 @@ def text_key(text: str) -> str:
 
 
 class RationaleCache:
-    """A SQLite file of rationales and vectors; one connection per instance."""
+    """A SQLite file of rationales and vectors; one connection per instance and process."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._connect()  # fail here, not at the first lookup, when the file is unusable
+
+    def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-            self._db.commit()
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+            conn.commit()
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"the rationale cache {self.path} is unreadable ({exc}); delete it, it is rebuilt on demand") from None
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This process's connection (opened on first use in a new process)."""
+        if self._conn is None or self._pid != os.getpid():
+            return self._connect()
+        return self._conn
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.path = Path(state["path"])  # type: ignore[arg-type]
+        self._conn, self._pid = None, -1
 
     def get_many(self, fingerprint: str, role: str, keys: Sequence[str]) -> dict[str, tuple[str, np.ndarray]]:
         """Cached (rationale, vector) for whichever of ``keys`` are present."""
@@ -69,4 +93,6 @@ class RationaleCache:
         return int(self._db.execute("SELECT COUNT(*) FROM rationales").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None

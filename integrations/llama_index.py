@@ -9,33 +9,70 @@ from typing import Any
 try:
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.base.embeddings.base import BaseEmbedding
-    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.bridge.pydantic import BaseModel, PrivateAttr
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 except ImportError:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
         "grace_rag.integrations.llama_index needs LlamaIndex: pip install 'grace-rag[frameworks]'"
     ) from None
 
-from grace_rag.integrations._encoder import make_encoder
+from pydantic import ConfigDict, Field, create_model
+
+from grace_rag.config import EncoderConfig
+from grace_rag.integrations._encoder import (
+    CACHE_FOLDER_HELP, DEVICE_HELP, build_encoder, check_against, config_as_settings, config_fields,
+    merge_settings, setting_names,
+)
+from grace_rag.models import DEFAULT_MODEL
+
+#: GraceEmbedding's declared settings: every EncoderConfig field, plus device and cache_folder
+_GraceEmbeddingSettings = create_model(
+    "_GraceEmbeddingSettings", __base__=BaseEmbedding, __module__=__name__, **config_fields(),
+    device=(str, Field(default="auto", description=DEVICE_HELP)),
+    cache_folder=(str | None, Field(default=None, description=CACHE_FOLDER_HELP)),
+)
 
 
-class GraceEmbedding(BaseEmbedding):
+class GraceEmbedding(_GraceEmbeddingSettings):  # type: ignore[misc,valid-type]
     """GRACE embeddings for LlamaIndex: the model writes a rationale, then text+rationale is pooled.
 
-    ``GraceEmbedding()`` loads the embedded default model; pass ``model_name`` (a name or path),
-    ``max_rationale_tokens``, ``device`` or a whole ``config`` (EncoderConfig), or an already
-    built ``encoder`` (a GraceEncoder). Batches follow ``embed_batch_size``; ``show_progress``
-    is honoured by LlamaIndex's batch methods.
+    ``GraceEmbedding()`` loads the embedded default model. Every ``EncoderConfig`` setting is a
+    keyword argument and a declared field (``max_rationale_tokens``, ``layer``, ``pooling``, ...),
+    as are ``device``, ``cache_folder`` and LlamaIndex's ``embed_batch_size``;
+    ``text_instruction`` (LlamaIndex's name) is our ``document_instruction``. ``config=`` takes
+    a whole EncoderConfig, ``encoder=`` an already built GraceEncoder. An unknown argument is an
+    error. ``to_dict``/``from_dict`` and pickling keep every setting (the model itself is not
+    pickled: a copy in another process loads ``model_name`` again).
     """
 
-    _encoder: Any = PrivateAttr()
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    model_name: str = Field(default=DEFAULT_MODEL, description="Model alias, directory or .gguf file.")
+    embed_batch_size: int = Field(default=8, gt=0, le=2048, description="Texts per call to the encoder.")
+    _encoder: Any = PrivateAttr(default=None)
 
-    def __init__(self, model_name: str | None = None, *, encoder: Any = None, config: Any = None,
-                 max_rationale_tokens: int | None = None, device: str = "auto", embed_batch_size: int = 8,
-                 **kwargs: Any) -> None:
-        built = make_encoder(encoder, model_name, config, max_rationale_tokens, device)
-        super().__init__(model_name=built.model_name, embed_batch_size=embed_batch_size, **kwargs)
-        self._encoder = built
+    def __init__(self, model_name: str | None = None, *, encoder: Any = None, config: EncoderConfig | None = None,
+                 text_instruction: str | None = None, **kwargs: Any) -> None:
+        names = setting_names()
+        given = {name: kwargs.pop(name) for name in names if name in kwargs}
+        settings = merge_settings([
+            ("config", config_as_settings(config)), ("keyword arguments", given),
+            ("text_instruction", {"document_instruction": text_instruction}),
+        ])
+        name = model_name or (encoder.model_name if encoder is not None else DEFAULT_MODEL)
+        if encoder is not None:
+            check_against(encoder, settings)
+            kwargs.setdefault("device", str(encoder.device))
+        super().__init__(model_name=name, **settings, **kwargs)
+        if encoder is None:
+            encoder = build_encoder(self.model_name, settings, self.device, self.cache_folder)
+        self._adopt(encoder)
+
+    def _adopt(self, encoder: Any) -> None:
+        """Use ``encoder`` and show its effective settings in the fields (what to_dict and pickle keep)."""
+        self._encoder = encoder
+        self.model_name = str(encoder.model_name)
+        for name, value in config_as_settings(encoder.config).items():
+            setattr(self, name, value)
 
     @classmethod
     def class_name(cls) -> str:
@@ -43,10 +80,29 @@ class GraceEmbedding(BaseEmbedding):
 
     @property
     def encoder(self) -> Any:
+        """The GraceEncoder (loaded again from the settings in a process that unpickled this object)."""
+        if self._encoder is None:
+            settings = {name: getattr(self, name) for name in setting_names() if getattr(self, name) is not None}
+            self._adopt(build_encoder(self.model_name, settings, self.device, self.cache_folder))
         return self._encoder
 
+    @property
+    def fingerprint(self) -> str:
+        """The encoder's fingerprint: equal fingerprints mean interchangeable vectors."""
+        return str(self.encoder.fingerprint)
+
+    def __getstate__(self) -> dict[str, Any]:
+        encoder, self._encoder = self._encoder, None  # the model is rebuilt, never pickled
+        try:
+            return super().__getstate__()
+        finally:
+            self._encoder = encoder
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        BaseModel.__setstate__(self, state)  # the encoder loads on first use
+
     def _encode(self, texts: list[str], role: str) -> list[list[float]]:
-        return self._encoder.encode(texts, role=role).vectors.tolist()
+        return self.encoder.encode(texts, role=role).vectors.tolist()
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._encode([query], "query")[0]

@@ -43,9 +43,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from grace_rag.cli import encode, eval, index, train
+    from grace_rag.cli import encode, eval, index, serve, train
 
-    for module in (index, encode, eval, train):
+    for module in (index, encode, eval, train, serve):
         module.register(app)
 
 

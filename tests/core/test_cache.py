@@ -40,3 +40,30 @@ def test_corrupted_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CacheError, match="delete it"):
         RationaleCache(path)
+
+
+def test_pickles_as_its_path_and_reconnects(tmp_path):
+    import pickle
+
+    cache = RationaleCache(tmp_path / "c.sqlite")
+    cache.put_many("fp", "query", [("k1", "why", np.ones(2, np.float32))])
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.path == cache.path and copy.get_many("fp", "query", ["k1"])["k1"][0] == "why"
+    cache.close()
+    assert copy.count() == 1
+
+
+def _count_in_child(cache, queue):
+    queue.put(cache.count())
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path):
+    cache = RationaleCache(tmp_path / "c.sqlite")
+    cache.put_many("fp", "query", [("k1", "why", np.ones(2, np.float32))])
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_count_in_child, args=(cache, queue))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and queue.get(timeout=5) == 1
+    assert cache.count() == 1  # the parent's connection still works

@@ -36,3 +36,4 @@ class Counting:
     def encode(self, texts, role="document"):
         self.calls.append((list(texts), str(getattr(role, "value", role))))
         return self._encoder.encode(texts, role=role)
+

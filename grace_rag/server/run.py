@@ -1,0 +1,36 @@
+"""Serve a GraceService with uvicorn until SIGINT/SIGTERM, letting requests in flight finish."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from grace_rag.server.service import GraceService, ServeLimits
+
+logger = logging.getLogger(__name__)
+
+
+def build_service(index_dir: Path | None, model: str | None, device: str, limits: ServeLimits) -> GraceService:
+    """The service for an index (its model and settings), or, without one, embeddings from ``model``."""
+    if index_dir is not None:
+        return GraceService.for_index(index_dir, device, limits)
+    from grace_rag.encoder import GraceEncoder
+    from grace_rag.models import DEFAULT_MODEL
+
+    return GraceService(GraceEncoder(model or DEFAULT_MODEL, device=device), None, limits)
+
+
+def serve(service: GraceService, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          shutdown_timeout: float = 30.0, log_level: str = "info") -> None:
+    """Run the HTTP server in this process (blocks). On a stop signal, new connections are refused,
+    requests in flight get up to ``shutdown_timeout`` seconds to finish, then the model is released."""
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - fastapi is checked first, by create_app
+        raise ImportError("grace-rag serve needs FastAPI and uvicorn: pip install 'grace-rag[serve]'") from None
+    from grace_rag.server.app import create_app
+
+    app = create_app(service, api_key)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=shutdown_timeout, access_log=log_level == "debug")
+    uvicorn.Server(config).run()
