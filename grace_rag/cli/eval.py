@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from grace_rag.config import Layer, Pooling
+from grace_rag.config import Layer, Pooling, Quantization
 
 RETRIEVAL_COLUMNS = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "docs_per_s"]
 STS_COLUMNS = ["spearman", "docs_per_s"]
@@ -62,6 +62,9 @@ def eval_command(
         help="GraceEncoder rationale length; 0 embeds the text alone.")] = None,
     pooling: Annotated[Pooling | None, typer.Option(help="GraceEncoder pooling.")] = None,
     layer: Annotated[Layer | None, typer.Option(help="GraceEncoder hidden layer.")] = None,
+    query_rationale_tokens: Annotated[int | None, typer.Option(
+        min=0, help="GraceEncoder rationale length for queries (default: the model's).")] = None,
+    quantization: Annotated[Quantization | None, typer.Option(help="GraceEncoder quantization: none or int8.")] = None,
     fusion: Annotated[str | None, typer.Option(
         help="Fusion of hybrid:NAME models: rrf or weighted (default: the index's default).")] = None,
     alpha: Annotated[float | None, typer.Option(
@@ -78,7 +81,9 @@ def eval_command(
         corpus_size=corpus_size, distractors=distractors, seed=seed,
         grace=GraceSettings(rationale_tokens=rationale_tokens,
                             pooling=pooling.value if pooling else None,
-                            layer=layer.value if layer else None),
+                            layer=layer.value if layer else None,
+                            query_rationale_tokens=query_rationale_tokens,
+                            quantization=quantization.value if quantization else None),
         fusion=FusionConfig.from_options(fusion, alpha),
     )
     payload = run_eval(request)

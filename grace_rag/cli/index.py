@@ -42,6 +42,9 @@ def _setting_help(name: str) -> str:
 
 LayerOpt = Annotated[str | None, typer.Option("--layer", help=_setting_help("layer"))]
 PoolingOpt = Annotated[str | None, typer.Option("--pooling", help=_setting_help("pooling"))]
+QueryTokensOpt = Annotated[int | None, typer.Option("--query-rationale-tokens", min=0,
+                                                    help=_setting_help("query_rationale_tokens"))]
+QuantizationOpt = Annotated[str | None, typer.Option("--quantization", help=_setting_help("quantization"))]
 ModeOpt = Annotated[str, typer.Option("--mode", help=f"Search mode: {_choices(SearchMode)}.")]
 FusionOpt = Annotated[str | None, typer.Option(
     "--fusion", help=f"Hybrid fusion: {_choices(FusionMethod)} (default {DEFAULT_FUSION.value}).")]
@@ -101,8 +104,10 @@ def index_command(
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default: chunk size / 8).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Chunks embedded and saved together.")] = 8,
     rationale_tokens: RationaleTokensOpt = None,
+    query_rationale_tokens: QueryTokensOpt = None,
     layer: LayerOpt = None,
     pooling: PoolingOpt = None,
+    quantization: QuantizationOpt = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -113,7 +118,8 @@ def index_command(
     from grace_rag.indexes.service import IndexRequest, index_folder
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    settings = {"max_rationale_tokens": rationale_tokens, "layer": layer, "pooling": pooling}
+    settings = {"max_rationale_tokens": rationale_tokens, "query_rationale_tokens": query_rationale_tokens,
+                "layer": layer, "pooling": pooling, "quantization": quantization}
     request = IndexRequest(
         path=path, index_dir=index, model=model, settings={k: v for k, v in settings.items() if v is not None},
         factory=factory, device=device,

@@ -138,11 +138,14 @@ class GraceSettings:
     pooling: str | None = None
     layer: str | None = None
     cache: bool | None = None
+    query_rationale_tokens: int | None = None
+    quantization: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config_overrides(self) -> dict[str, Any]:
         values = {"max_rationale_tokens": self.rationale_tokens, "pooling": self.pooling,
-                  "layer": self.layer, "cache": self.cache, **self.extra}
+                  "layer": self.layer, "cache": self.cache, "query_rationale_tokens": self.query_rationale_tokens,
+                  "quantization": self.quantization, **self.extra}
         return {key: value for key, value in values.items() if value is not None}
 
 
@@ -169,7 +172,7 @@ def _load_grace(name: str, settings: GraceSettings) -> LoadedModel:
     config = EncoderConfig(**settings.config_overrides())
     encoder = GraceEncoder(config=config) if name == "default" else GraceEncoder(model=name,
                                                                                 config=config)
-    details = config.to_dict()
+    details = encoder.config.to_dict()  # the effective settings (the model's own fill what was not given)
     label = grace_label(name, settings)
     return LoadedModel(label, encoder, {"model": encoder.model_name,
                                         "fingerprint": encoder.fingerprint, **details})
@@ -184,6 +187,10 @@ def grace_label(name: str, settings: GraceSettings) -> str:
         parts.append(f"pool={settings.pooling}")
     if settings.layer is not None:
         parts.append(f"layer={settings.layer}")
+    if settings.query_rationale_tokens is not None:
+        parts.append(f"qrt={settings.query_rationale_tokens}")
+    if settings.quantization is not None:
+        parts.append(f"q={settings.quantization}")
     return f"{name}[{','.join(parts)}]" if parts else name
 
 
