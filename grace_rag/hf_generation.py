@@ -62,6 +62,10 @@ class HFGenerator(FusedGenerator):
         self.pad_id = pad_token_id(model, tokenizer)
         self._prefixes: dict[tuple[int, ...], Prefix] = {}
 
+    def forget_prefixes(self) -> None:
+        """Drop the kept prefix keys/values: call it whenever the model's weights change (training)."""
+        self._prefixes.clear()
+
     def generate(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
                  progress: Progress | None = None) -> list[Rationale]:
         rationales, _ = self._run(prompts, settings, None, progress)

@@ -254,6 +254,7 @@ class GraceTrainer:
         norm = self.accelerator.clip_grad_norm_(params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.generator.forget_prefixes()  # the shared system-prefix KV was computed with the old weights
         return float(norm)
 
 

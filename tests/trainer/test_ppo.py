@@ -94,22 +94,15 @@ def test_first_ppo_pass_has_ratio_one_and_later_passes_clip(triplets):
     assert many["ratio_dev"] > 1e-3 and many["clip_frac"] > 0.0  # later updates see ratio != 1 and clip
 
 
-def test_resume_is_bit_identical_with_several_ppo_epochs(tmp_path, triplet_file, monkeypatch):
+def test_resume_is_bit_identical_with_several_ppo_epochs(tmp_path, triplet_file, crash_at):
     cfg = dict(TINY, batch_size=2, steps=4, save_every=2, ppo_epochs=2, ppo_minibatches=2, learning_rate=1e-2,
                length_penalty=None)
     train(TrainConfig(**cfg, output_dir=str(tmp_path / "a")), triplet_file, backbone=tiny_backbone(), progress=False)
-    real = GraceTrainer.step
-
-    def crashing(self, batch, step):
-        if step == 3:
-            raise RuntimeError("killed")
-        return real(self, batch, step)
-
-    monkeypatch.setattr(GraceTrainer, "step", crashing)
-    with pytest.raises(RuntimeError):
+    crash_at(3)
+    with pytest.raises(crash_at.error):
         train(TrainConfig(**cfg, output_dir=str(tmp_path / "b")), triplet_file, backbone=tiny_backbone(),
               progress=False)
-    monkeypatch.setattr(GraceTrainer, "step", real)
+    crash_at(None)
     train(TrainConfig(**cfg, output_dir=str(tmp_path / "b")), triplet_file, backbone=tiny_backbone(),
           progress=False, resume=True)
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))

@@ -42,22 +42,15 @@ def test_contrastive_steps_decode_each_text_once(triplets, monkeypatch):
     assert moved  # the InfoNCE gradient reached the adapter
 
 
-def test_contrastive_resume_is_bit_identical_with_the_memo(tmp_path, triplet_file, monkeypatch):
+def test_contrastive_resume_is_bit_identical_with_the_memo(tmp_path, triplet_file, crash_at):
     cfg = dict(CL, steps=4, save_every=2)
     train(TrainConfig(**cfg, output_dir=str(tmp_path / "a")), triplet_file, backbone=tiny_backbone(), progress=False)
-    real_step = GraceTrainer.step
-
-    def crashing(self, batch, step):
-        if step == 3:
-            raise RuntimeError("killed")
-        return real_step(self, batch, step)
-
-    monkeypatch.setattr(GraceTrainer, "step", crashing)
-    with pytest.raises(RuntimeError):
+    crash_at(3)
+    with pytest.raises(crash_at.error):
         train(TrainConfig(**cfg, output_dir=str(tmp_path / "b")), triplet_file, backbone=tiny_backbone(),
               progress=False)
     assert (checkpoint_dir(tmp_path / "b") / "step-00000002" / "extra.json").is_file()
-    monkeypatch.setattr(GraceTrainer, "step", real_step)
+    crash_at(None)
     train(TrainConfig(**cfg, output_dir=str(tmp_path / "b")), triplet_file, backbone=tiny_backbone(),
           progress=False, resume=True)
     a = load_file(str(tmp_path / "a" / "adapter_model.safetensors"))

@@ -10,41 +10,30 @@ from grace_rag.errors import ConfigError, DataError
 from grace_rag.testing import tiny_backbone
 from grace_rag.trainer import run as run_mod
 from grace_rag.trainer.config import TrainConfig
-from grace_rag.trainer.loop import GraceTrainer
 from grace_rag.trainer.run import checkpoint_dir, train
+
 
 TINY = dict(batch_size=2, rollouts=2, max_rationale_tokens=3, max_input_tokens=16, length_penalty=None,
             learning_rate=1e-2, steps=4, save_every=2)
 
 
-class Crash(RuntimeError):
-    pass
-
-
-def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, triplet_file, monkeypatch):
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, triplet_file, crash_at):
     straight = train(TrainConfig(**TINY, output_dir=str(tmp_path / "a")), triplet_file,
                      backbone=tiny_backbone(), progress=False)
     out_b = tmp_path / "b"
     out_b.mkdir()
     (out_b / "keep.txt").write_text("an earlier model")
 
-    real_step = GraceTrainer.step
-
-    def crashing_step(self, batch, step):
-        if step == 3:
-            raise Crash("killed")
-        return real_step(self, batch, step)
-
-    monkeypatch.setattr(GraceTrainer, "step", crashing_step)
+    crash_at(3)
     cfg = TrainConfig(**TINY, output_dir=str(out_b))
-    with pytest.raises(Crash):
+    with pytest.raises(crash_at.error):
         train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
     assert (out_b / "keep.txt").read_text() == "an earlier model"  # a failed run never overwrites
     assert [p.name for p in checkpoint_dir(out_b).glob("step-*")] == ["step-00000002"]
     with pytest.raises(ConfigError, match="pass --resume"):
         train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
 
-    monkeypatch.setattr(GraceTrainer, "step", real_step)
+    crash_at(None)
     resumed = train(cfg, triplet_file, backbone=tiny_backbone(), resume=True, progress=False)
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(out_b / "model.safetensors"))
     assert a.keys() == b.keys()
