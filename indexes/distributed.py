@@ -187,15 +187,21 @@ def ray_session(config: RayConfig) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    address = config.address or os.environ.get("RAY_ADDRESS") or None
-    endpoint = gcs_endpoint(address) if address else None
-    if endpoint is not None:
-        _probe(address, endpoint, config.connect_timeout_s)
+    address = probe_cluster(config)
     _init_within(ray, address, config.connect_timeout_s)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def probe_cluster(config: RayConfig) -> str | None:
+    """The address to join (None: a new local cluster), after checking that its port answers (a ClusterError if not)."""
+    address = config.address or os.environ.get("RAY_ADDRESS") or None
+    endpoint = gcs_endpoint(address) if address else None
+    if endpoint is not None:
+        _probe(address, endpoint, config.connect_timeout_s)
+    return address
 
 
 def _probe(address: str, endpoint: tuple[str, int], timeout: float) -> None:
@@ -209,27 +215,34 @@ def _probe(address: str, endpoint: tuple[str, int], timeout: float) -> None:
 
 
 def _init_within(ray: Any, address: str | None, timeout: float) -> None:
-    """``ray.init`` in a helper thread, so that a port that is open but not Ray cannot hang the caller."""
-    outcome: list[BaseException | None] = []
+    """``ray.init``; joining a remote address runs in a helper thread, so that a port that is open but
+    not Ray cannot hang the caller. A new local cluster starts in this thread: Ray ties its processes'
+    lifetime to the thread that starts them."""
+    local = address in (None, "local")
+    options = {"include_dashboard": False} if local else {}
 
-    def connect() -> None:
+    def connect() -> BaseException | None:
         try:
-            local = {"include_dashboard": False} if address is None else {}
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **local)
-            outcome.append(None)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome.append(exc)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **options)
+        except Exception as exc:  # handed to the caller
+            return exc
+        return None
 
-    thread = threading.Thread(target=connect, name="ray-connect", daemon=True)
-    thread.start()
-    thread.join(timeout if address else max(timeout, 120.0))  # a new local cluster takes a while to start
-    if not outcome:
-        raise ClusterError(f"the Ray cluster at {address or 'localhost'} did not answer within {timeout:g} s; "
-                           "check that the address is the head node's GCS port (6379 by default)")
-    if outcome[0] is not None:
-        first = str(outcome[0]).strip().splitlines()[0] if str(outcome[0]).strip() else type(outcome[0]).__name__
+    if address is None or gcs_endpoint(address) is None:
+        failure = connect()
+    else:
+        outcome: list[BaseException | None] = []
+        thread = threading.Thread(target=lambda: outcome.append(connect()), name="ray-connect", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome:
+            raise ClusterError(f"the Ray cluster at {address} did not answer within {timeout:g} s; "
+                               "check that the address is the head node's GCS port (6379 by default)")
+        failure = outcome[0]
+    if failure is not None:
+        first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
         raise ClusterError(f"cannot join the Ray cluster at {address or 'localhost'} ({first}); start one with "
-                           "`ray start --head` or leave out --address for a local cluster") from None
+                           "`ray start --head` or leave out --address for a local cluster")
 
 
 def grace_error_in(exc: BaseException) -> GraceError | None:
@@ -312,7 +325,11 @@ class RayIndexer(Indexer):
                         max_restarts=self.cluster.max_retries, max_task_retries=self.cluster.max_retries,
                     )
                 logger.info("embedding %d batches on %d Ray workers", len(groups), workers)
-                yield self._guarded(embedded.iter_batches(batch_size=None, batch_format="numpy"))
+                blocks = iter(embedded.iter_batches(batch_size=None, batch_format="numpy"))
+                try:
+                    yield self._guarded(blocks)
+                finally:
+                    getattr(blocks, "close", lambda: None)()  # stop the stream while the session is alive
             finally:
                 (context.execution_options.preserve_order, context.enable_progress_bars,
                  context.max_consecutive_actor_init_deaths) = saved

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import GraceIndexError
-from grace_rag.indexes.distributed import RayConfig, RayIndexer, require_ray
+from grace_rag.indexes.distributed import RayConfig, RayIndexer, probe_cluster, require_ray
 from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where as parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
@@ -107,10 +107,12 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
 
 
 def _indexer_class(request: IndexRequest) -> Any:
-    """The Indexer, or a RayIndexer bound to ``request.cluster`` (Ray is checked before any model loads)."""
+    """The Indexer, or a RayIndexer bound to ``request.cluster`` (Ray and the address are checked before any model loads)."""
     if request.cluster is None:
         return Indexer
-    require_ray()
+    ray = require_ray()
+    if not ray.is_initialized():
+        probe_cluster(request.cluster)  # an unreachable address fails here, before any model loads
     return functools.partial(RayIndexer, cluster=request.cluster)
 
 

@@ -121,7 +121,7 @@ def index_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Index a folder: read, chunk and embed new or changed files; drop deleted ones."""
-    from grace_rag.indexes.distributed import RayConfig
+    from grace_rag.indexes.distributed import RayConfig, require_ray
     from grace_rag.indexes.ingest import IngestConfig
     from grace_rag.indexes.service import IndexRequest, index_folder
 
@@ -135,6 +135,9 @@ def index_command(
     )
     if not ray and (address or workers or gpus_per_worker):
         raise ConfigError("--address, --workers and --gpus-per-worker apply to --ray; add --ray to use them")
+    if ray:  # Ray Data logs each execution at INFO and warns that its own bars are off: ours are drawn
+        require_ray()  # imports ray.data, which configures its logger
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     if quiet or as_json:
         report = index_folder(request)
     else:
