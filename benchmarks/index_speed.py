@@ -150,7 +150,7 @@ def build(name: str, factory: str, base: np.ndarray, shards: int) -> tuple[faiss
     if name == "hnsw32-shards":
         return hnsw_shards(factory, base, shards), time.perf_counter() - start
     if not index.is_trained:
-        size = training_size(index) if name == "ivf-sharded" else 40 * faiss.extract_index_ivf(index).nlist
+        size = training_size(index)  # as GraceIndex.rebuild trains: 64 vectors per list
         rows = np.sort(np.random.default_rng(1).choice(len(base), min(len(base), size), replace=False))
         index.train(np.ascontiguousarray(base[rows]))
     if name == "ivf-sharded":  # what GraceIndex.rebuild does from SHARDED_MIN vectors
