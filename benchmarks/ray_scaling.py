@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sqlite3
 import statistics
 import tempfile
@@ -91,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ray = require_ray()
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # one INFO line per execution otherwise
     encoder = load_encoder(args.model, {"cache": False}, "cpu", rationale_tokens=args.rationale_tokens)
     ingest = IngestConfig(batch_size=args.batch_size)
     rows = []

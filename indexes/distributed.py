@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import socket
 import threading
 import warnings
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from grace_rag import errors
 from grace_rag.errors import ClusterError, ConfigError, GraceError
 from grace_rag.indexes.ingest import Indexer, IngestReport
 from grace_rag.indexes.records import Chunk, EncoderInfo, check_fingerprint
@@ -121,11 +123,12 @@ class EncoderSpec:
     device: str
     dtype: str  # "float32", "bfloat16": the index's vectors are computed in one dtype everywhere
     info: dict[str, Any]  # EncoderInfo of the index
+    index_path: str = ""  # for messages
     env: dict[str, str] = field(default_factory=dict)
     threads: int = 1
 
     @classmethod
-    def of(cls, encoder: Any, info: EncoderInfo, device: str, threads: int) -> "EncoderSpec":
+    def of(cls, encoder: Any, info: EncoderInfo, device: str, threads: int, index_path: str = "") -> "EncoderSpec":
         from grace_rag import EncoderConfig
 
         names = {f.name for f in dataclasses.fields(EncoderConfig)}
@@ -133,7 +136,8 @@ class EncoderSpec:
         settings.update(cache=False, show_progress=False)  # the index is the cache; actors draw no bars
         return cls(model=str(encoder.model_name), settings=settings, device=device,
                    dtype=str(encoder.backbone.model.dtype).removeprefix("torch."), info=info.to_dict(),
-                   env={k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}, threads=threads)
+                   index_path=index_path, env={k: os.environ[k] for k in FORWARDED_ENV if k in os.environ},
+                   threads=threads)
 
     def load(self) -> Any:
         """The encoder, checked against the index's fingerprint (a GraceIndexError naming both otherwise)."""
@@ -145,8 +149,8 @@ class EncoderSpec:
         backbone = load_backbone(self.model, device=self.device, dtype=getattr(torch, self.dtype))
         encoder = GraceEncoder(model=self.model, config=EncoderConfig(**self.settings), device=self.device,
                                backbone=backbone)
-        check_fingerprint(EncoderInfo.from_dict(self.info), EncoderInfo.of(encoder), f"{self.info['model_name']} "
-                          f"(on Ray worker {socket.gethostname()})")
+        check_fingerprint(EncoderInfo.from_dict(self.info), EncoderInfo.of(encoder),
+                          f"{self.index_path} (checked on Ray worker {socket.gethostname()})")
         return encoder
 
 
@@ -245,6 +249,11 @@ def _init_within(ray: Any, address: str | None, timeout: float) -> None:
                            "`ray start --head` or leave out --address for a local cluster")
 
 
+#: how a GraceError raised in an actor's constructor reaches the driver: as the last line of the
+#: creation task's traceback, inside ``ActorDiedError.error_msg``
+_REMOTE_ERROR = re.compile(r"^grace_rag\.errors\.(\w+): (.+)$", re.MULTILINE)
+
+
 def grace_error_in(exc: BaseException) -> GraceError | None:
     """The GraceError raised inside an actor, found in the chain of Ray's wrappers (or None)."""
     seen: set[int] = set()
@@ -256,6 +265,10 @@ def grace_error_in(exc: BaseException) -> GraceError | None:
         seen.add(id(current))
         if isinstance(current, GraceError):
             return current
+        remote = _REMOTE_ERROR.findall(str(getattr(current, "error_msg", "") or ""))
+        kind = getattr(errors, remote[-1][0], None) if remote else None
+        if isinstance(kind, type) and issubclass(kind, GraceError):
+            return kind(remote[-1][1].strip())
         todo += [current.__cause__, current.__context__, getattr(current, "cause", None)]
     return None
 
@@ -304,7 +317,7 @@ class RayIndexer(Indexer):
         """Embedded rows ({hash, vector, rationale} blocks) in the order of ``groups``, from the actor pool."""
         with ray_session(self.cluster) as ray:
             spec = EncoderSpec.of(self.encoder, self.index.manifest.encoder, self.cluster.device,
-                                  threads=int(self.cluster.cpus_per_worker))
+                                  threads=int(self.cluster.cpus_per_worker), index_path=str(self.index.path))
             workers = self.cluster.workers or default_workers(ray.cluster_resources(), self.cluster)
             context = ray.data.DataContext.get_current()
             saved = (context.execution_options.preserve_order, context.enable_progress_bars,

@@ -4,6 +4,7 @@ Every run is compared with single-process ingestion of the same folder, same mod
 same chunk ids, texts, rationales, metadata and store order, vectors within 1e-5.
 """
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from grace_rag.cli.app import app
-from grace_rag.errors import ClusterError
+from grace_rag.errors import ClusterError, GraceIndexError
 from grace_rag.indexes import GraceIndex
-from grace_rag.indexes.distributed import RayConfig, RayIndexer
+from grace_rag.indexes.distributed import EncoderSpec, RayConfig, RayIndexer
 from grace_rag.indexes.grace_index import STORE_FILE
 from grace_rag.indexes.ingest import IngestConfig
 from grace_rag.indexes.service import IndexRequest, index_folder, load_encoder
@@ -140,6 +141,20 @@ def test_a_job_out_of_retries_stops_with_a_resumable_index(docs, encoder, refere
         report = RayIndexer(index, encoder, INGEST, cluster=RayConfig(workers=2)).run(docs)
     assert report.chunks_embedded == len(snapshot(reference)[0]) - stored  # nothing stored is embedded again
     assert_same_index(path, reference)
+
+
+def test_a_worker_whose_model_differs_from_the_index_is_one_clear_error(docs, encoder, tmp_path, monkeypatch):
+    """As if a node held other weights under the model's path: the actor's own check fails, the message arrives."""
+    real = EncoderSpec.of
+
+    def other_weights(*args, **kwargs):
+        spec = real(*args, **kwargs)
+        return dataclasses.replace(spec, info={**spec.info, "fingerprint": "0" * 32})
+
+    monkeypatch.setattr(EncoderSpec, "of", other_weights)
+    with GraceIndex.create(tmp_path / "index", encoder_info(encoder)) as index:
+        with pytest.raises(GraceIndexError, match=r"checked on Ray worker.*fingerprint 000000000000"):
+            RayIndexer(index, encoder, INGEST, cluster=RayConfig(workers=1, max_retries=0)).run(docs)
 
 
 @pytest.mark.integration
