@@ -113,6 +113,15 @@ def default_workers(resources: dict[str, float], config: RayConfig) -> int:
     return max(1, int(resources.get("CPU", 1) // config.cpus_per_worker))
 
 
+def check_fits(resources: dict[str, float], config: RayConfig, workers: int) -> None:
+    """Refuse a pool the cluster cannot hold (Ray Data would wait for it forever)."""
+    for kind, each in (("CPU", config.cpus_per_worker), ("GPU", config.gpus_per_worker)):
+        have = resources.get(kind, 0.0)
+        if each and workers * each > have:
+            raise ConfigError(f"{workers} Ray workers x {each:g} {kind} need {workers * each:g} {kind}s but the "
+                              f"cluster has {have:g}; lower --workers (or --gpus-per-worker) or add nodes")
+
+
 # -- the actor --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -318,7 +327,8 @@ class RayIndexer(Indexer):
         with ray_session(self.cluster) as ray:
             spec = EncoderSpec.of(self.encoder, self.index.manifest.encoder, self.cluster.device,
                                   threads=int(self.cluster.cpus_per_worker), index_path=str(self.index.path))
-            workers = self.cluster.workers or default_workers(ray.cluster_resources(), self.cluster)
+            workers = min(self.cluster.workers or default_workers(ray.cluster_resources(), self.cluster), len(groups))
+            check_fits(ray.cluster_resources(), self.cluster, workers)
             context = ray.data.DataContext.get_current()
             saved = (context.execution_options.preserve_order, context.enable_progress_bars,
                      context.max_consecutive_actor_init_deaths)
@@ -333,7 +343,7 @@ class RayIndexer(Indexer):
                     warnings.filterwarnings("ignore", message=r".*ray_remote_args.* is deprecated")
                     embedded = rows.map_batches(
                         EmbedWorker, fn_constructor_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=min(workers, len(groups))),
+                        compute=ray.data.ActorPoolStrategy(size=workers),
                         num_cpus=self.cluster.cpus_per_worker, num_gpus=self.cluster.gpus_per_worker or None,
                         max_restarts=self.cluster.max_retries, max_task_retries=self.cluster.max_retries,
                     )

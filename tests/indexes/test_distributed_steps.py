@@ -14,7 +14,7 @@ from grace_rag.cli.app import app
 from grace_rag.errors import ConfigError, GraceIndexError
 from grace_rag.indexes import EncoderInfo
 from grace_rag.indexes.distributed import (
-    EmbedWorker, EncoderSpec, RayConfig, default_workers, gcs_endpoint, grace_error_in, plan_groups,
+    EmbedWorker, EncoderSpec, RayConfig, check_fits, default_workers, gcs_endpoint, grace_error_in, plan_groups,
 )
 from grace_rag.indexes.records import Chunk, content_hash
 from grace_rag.indexes.service import load_encoder
@@ -53,6 +53,14 @@ def test_default_workers_fill_the_cluster():
     assert default_workers({"CPU": 8.0}, RayConfig(cpus_per_worker=3)) == 2
     assert default_workers({"CPU": 64.0, "GPU": 4.0}, RayConfig(gpus_per_worker=0.5)) == 8
     assert default_workers({"CPU": 1.0}, RayConfig(cpus_per_worker=2)) == 1
+
+
+def test_a_pool_larger_than_the_cluster_is_refused():
+    check_fits({"CPU": 2.0}, RayConfig(), 2)
+    with pytest.raises(ConfigError, match="need 4 CPUs but the cluster has 2"):
+        check_fits({"CPU": 2.0}, RayConfig(), 4)
+    with pytest.raises(ConfigError, match="GPUs but the cluster has 0"):
+        check_fits({"CPU": 8.0}, RayConfig(gpus_per_worker=1), 1)
 
 
 @pytest.mark.parametrize("kwargs", [{"workers": 0}, {"gpus_per_worker": -1}, {"cpus_per_worker": 0},
