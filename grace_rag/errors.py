@@ -33,3 +33,7 @@ class DataError(GraceError, ValueError):
 def choice_error(what: str, value: object, valid: list[str]) -> ConfigError:
     """A ConfigError for an unknown choice, listing the valid values."""
     return ConfigError(f"unknown {what} {value!r}; valid values are: {', '.join(valid)}")
+
+
+class ClusterError(GraceError):
+    """A Ray cluster that cannot be reached, or a distributed job that failed (the index stays resumable)."""

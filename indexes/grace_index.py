@@ -22,6 +22,7 @@ from grace_rag.indexes.lexical_sync import LexicalSide
 from grace_rag.indexes.manifest import FORMAT, Manifest, atomic_write_bytes, read_manifest, write_manifest
 from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_fingerprint
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
+from grace_rag.indexes.sharded import SHARDED_MIN, fill_sharded, is_ivf
 from grace_rag.indexes.store import ChunkStore
 
 logger = logging.getLogger(__name__)
@@ -301,8 +302,11 @@ class GraceIndex:
                     f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({str(exc).splitlines()[-1]}); "
                     "use a smaller IVF or --factory auto"
                 ) from None
-        for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
-            index.add_with_ids(vectors, fids)
+        if index.is_trained and is_ivf(index) and self.store.count() >= SHARDED_MIN:
+            index = fill_sharded(index, self.store.iter_vectors())  # parallel shards, merged into one
+        else:
+            for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
+                index.add_with_ids(vectors, fids)
         apply_search_params(index, self.manifest.search)
         logger.info("rebuilt %s FAISS index with %d vectors", factory, index.ntotal)
         self._index, self.manifest.factory, self._stale = index, factory, False

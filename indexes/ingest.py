@@ -256,13 +256,18 @@ class Indexer:
         logger.warning("skipping %s (%s)", path, reason)
         report.skipped.append((path, reason))
 
-    def _embed_missing(self, documents: dict[str, list[Chunk]], report: IngestReport) -> None:
+    def _pending(self, documents: dict[str, list[Chunk]], report: IngestReport) -> list[Chunk]:
+        """The chunks not stored with their current text (new or changed), counted in ``report``."""
         chunks = [c for cs in documents.values() for c in cs]
         stored = self.index.store.stored_hashes([c.id for c in chunks])
         todo = [c for c in chunks if stored.get(c.id) != c.content_hash]
         report.chunks_unchanged = len(chunks) - len(todo)
         report.chunks_updated = sum(1 for c in todo if c.id in stored)
         report.chunks_added = len(todo) - report.chunks_updated
+        return todo
+
+    def _embed_missing(self, documents: dict[str, list[Chunk]], report: IngestReport) -> None:
+        todo = self._pending(documents, report)
         self.progress.start("embedding", len(todo))
         for start in range(0, len(todo), self.config.batch_size):
             batch = todo[start : start + self.config.batch_size]

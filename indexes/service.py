@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.distributed import RayConfig, RayIndexer, probe_cluster, require_ray
 from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where as parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
@@ -33,6 +35,7 @@ class IndexRequest:
     factory: str | None = None
     device: str = "auto"
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    cluster: RayConfig | None = None  # embed on a Ray actor pool (None: in this process)
 
 
 def stored_settings(index_dir: Path) -> tuple[str | None, dict[str, Any]]:
@@ -83,6 +86,7 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
     """
     if not Path(request.path).exists():
         raise GraceIndexError(f"{request.path} does not exist; pass a folder (or file) to index")
+    indexer = _indexer_class(request)
     index = GraceIndex.open_existing(request.index_dir)
     if index is None:
         encoder = encoder or load_encoder(request.model, {}, request.device, overrides=request.settings)
@@ -97,9 +101,19 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
         def loader() -> Any:
             return load_encoder(recorded.model_name, recorded.settings, request.device)
 
-        return Indexer(index, encoder, request.ingest, progress, load_encoder=loader).run(request.path)
+        return indexer(index, encoder, request.ingest, progress, load_encoder=loader).run(request.path)
     finally:
         index.close()
+
+
+def _indexer_class(request: IndexRequest) -> Any:
+    """The Indexer, or a RayIndexer bound to ``request.cluster`` (Ray and the address are checked before any model loads)."""
+    if request.cluster is None:
+        return Indexer
+    ray = require_ray()
+    if not ray.is_initialized():
+        probe_cluster(request.cluster)  # an unreachable address fails here, before any model loads
+    return functools.partial(RayIndexer, cluster=request.cluster)
 
 
 def open_index(index_dir: Path) -> GraceIndex:

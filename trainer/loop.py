@@ -186,11 +186,12 @@ class GraceTrainer:
         totals = {"num_tokens": float(max(1, n_tokens)), "num_seqs": float(len(groups) * k)}
         micro = [m for m in _split(groups, self.config.grad_accum) if m]
         sums: dict[str, float] = {}
-        for rows in micro:
-            loss, stats = self._micro_loss(ro, rows, scored, old, same, totals, cl_weight, len(micro))
-            self.accelerator.backward(loss)
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else len(micro))
+        with self.accelerator.no_sync(self.model):  # gradients are averaged in _optimizer_step (average_gradients)
+            for rows in micro:
+                loss, stats = self._micro_loss(ro, rows, scored, old, same, totals, cl_weight, len(micro))
+                self.accelerator.backward(loss)
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else len(micro))
         return sums
 
     def _micro_loss(self, ro: Rollout, rows: list[int], scored: Scored | None, old: list[Tensor] | None,
@@ -250,12 +251,47 @@ class GraceTrainer:
 
     def _optimizer_step(self) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
+        average_gradients(self.accelerator, params)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
         norm = self.accelerator.clip_grad_norm_(params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.generator.forget_prefixes()  # the shared system-prefix KV was computed with the old weights
         return float(norm)
+
+
+def average_gradients(accelerator: Any, params: list[Any], bucket: int = 1 << 24) -> None:
+    """Average gradients over processes in place (nothing to do in one process).
+
+    Done here rather than by DDP's hooks: a step makes several forward passes before one backward,
+    and layers past the pooled one (``layer = penultimate``) or an untied LM head get no gradient
+    from InfoNCE, which DDP's reducer cannot finish. A parameter without a gradient on every
+    process keeps ``grad = None`` (AdamW then leaves it alone, as in one process).
+    """
+    if accelerator.num_processes == 1:
+        return
+    has = torch.tensor([float(p.grad is not None) for p in params], device=accelerator.device)
+    live = [p for p, flag in zip(params, accelerator.reduce(has, reduction="max").tolist()) if flag > 0]
+    for group in _buckets(live, bucket):
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
+        flat = accelerator.reduce(flat, reduction="mean")  # (sum of numel,)
+        offset = 0
+        for p in group:
+            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+
+def _buckets(params: list[Any], limit: int) -> list[list[Any]]:
+    """Consecutive groups of parameters of at most ``limit`` elements each (a bigger one alone)."""
+    groups: list[list[Any]] = [[]]
+    size = 0
+    for p in params:
+        if groups[-1] and size + p.numel() > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(p)
+        size += p.numel()
+    return [g for g in groups if g]
 
 
 def _split(items: list[int], parts: int) -> list[list[int]]:

@@ -20,6 +20,7 @@ from rich.progress import (
 
 from grace_rag.cli.options import DeviceOpt, JsonOpt, QuietOpt, RationaleTokensOpt
 from grace_rag.config import EncoderConfig
+from grace_rag.errors import ConfigError
 from grace_rag.indexes.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, FusionMethod, SearchMode
 
 DEFAULT_INDEX = Path(".grace-index")
@@ -38,6 +39,13 @@ def _setting_help(name: str) -> str:
     kind = typing.get_type_hints(EncoderConfig)[name]
     choices = f" Choices: {_choices(kind)}." if isinstance(kind, type) and issubclass(kind, Enum) else ""
     return f"{field.metadata.get('help', name)}{choices} Recorded in the index; later runs and queries reuse it."
+
+
+def _ray_help(name: str) -> str:
+    """A RayConfig field's own help (the --ray options)."""
+    from grace_rag.indexes.distributed import RayConfig
+
+    return {f.name: f for f in dataclasses.fields(RayConfig)}[name].metadata["help"] + " With --ray."
 
 
 LayerOpt = Annotated[str | None, typer.Option("--layer", help=_setting_help("layer"))]
@@ -110,10 +118,15 @@ def index_command(
     quantization: QuantizationOpt = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
     device: DeviceOpt = "auto",
+    ray: Annotated[bool, typer.Option("--ray", help="Embed on a Ray actor pool (pip install 'grace-rag[ray]').")] = False,
+    address: Annotated[str | None, typer.Option(help=_ray_help("address"))] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help=_ray_help("workers"))] = None,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help=_ray_help("gpus_per_worker"))] = 0.0,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Index a folder: read, chunk and embed new or changed files; drop deleted ones."""
+    from grace_rag.indexes.distributed import RayConfig, require_ray
     from grace_rag.indexes.ingest import IngestConfig
     from grace_rag.indexes.service import IndexRequest, index_folder
 
@@ -124,7 +137,13 @@ def index_command(
         path=path, index_dir=index, model=model, settings={k: v for k, v in settings.items() if v is not None},
         factory=factory, device=device,
         ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size),
+        cluster=RayConfig(address=address, workers=workers, gpus_per_worker=gpus_per_worker) if ray else None,
     )
+    if not ray and (address or workers or gpus_per_worker):
+        raise ConfigError("--address, --workers and --gpus-per-worker apply to --ray; add --ray to use them")
+    if ray:  # Ray Data logs each execution at INFO and warns that its own bars are off: ours are drawn
+        require_ray()  # imports ray.data, which configures its logger
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     if quiet or as_json:
         report = index_folder(request)
     else:
