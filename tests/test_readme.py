@@ -2,14 +2,18 @@
 
 The blocks are found by parsing the README (so rewritten sections are picked up), each runs in
 a fresh namespace in an empty folder, with two substitutions that keep them fast and offline:
-the default model alias loads the tiny random model directory instead of SmolLM2, and a block
+the built-in model aliases load the tiny random model directory instead of SmolLM2, and a block
 that talks to ``http://localhost:8000`` gets a real `grace-rag serve` process (tiny model) on a
-free port.
+free port. The folder holds what the README's quick start leaves behind: a copy of
+``examples/docs`` and the ``.grace-index`` that `grace-rag index examples/docs` builds from it.
+A block that needs a CUDA machine (the vLLM backend) is skipped where vLLM is not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,13 +46,35 @@ def test_the_parser_finds_the_blocks():
     assert len(BLOCKS) >= 3
 
 
-@pytest.fixture
-def tiny_default_model(monkeypatch, model_dir):
-    """The default model alias resolves to the tiny model directory (the code under test is unchanged)."""
+def alias_tiny_model(monkeypatch, model_dir) -> None:
+    """The built-in aliases resolve to the tiny model directory (the code under test is unchanged)."""
     import grace_rag.models as models
 
     real = models.resolve
-    monkeypatch.setattr(models, "resolve", lambda name: model_dir if str(name) == models.DEFAULT_MODEL else real(name))
+    aliases = {models.DEFAULT_MODEL, models.BASE_MODEL}
+    monkeypatch.setattr(models, "resolve", lambda name: model_dir if str(name) in aliases else real(name))
+
+
+@pytest.fixture
+def tiny_default_model(monkeypatch, model_dir):
+    alias_tiny_model(monkeypatch, model_dir)
+
+
+@pytest.fixture(scope="module")
+def quickstart_folder(model_dir, tmp_path_factory):
+    """``examples/docs`` and the index `grace-rag index examples/docs` builds from it (default alias, tiny model)."""
+    from grace_rag import GraceEncoder
+    from grace_rag.indexes import GraceIndex
+    from grace_rag.indexes.ingest import Indexer
+
+    root = tmp_path_factory.mktemp("readme-quickstart")
+    shutil.copytree(REPO / "examples" / "docs", root / "examples" / "docs")
+    with pytest.MonkeyPatch.context() as patch:
+        alias_tiny_model(patch, model_dir)
+        encoder = GraceEncoder(device="cpu")
+        with GraceIndex.open_or_create(root / ".grace-index", encoder) as index:
+            Indexer(index, encoder).run(root / "examples" / "docs")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +99,14 @@ def readme_server(model_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
-def test_readme_python_block_runs(code, tiny_default_model, tmp_path, monkeypatch, request):
+def test_readme_python_block_runs(code, tiny_default_model, quickstart_folder, tmp_path, monkeypatch, request):
     from grace_rag.server.openai_api import bundled_tiktoken_cache
 
-    monkeypatch.chdir(tmp_path)
+    if 'backend="vllm"' in code and importlib.util.find_spec("vllm") is None:
+        pytest.skip("the vLLM backend needs `pip install 'grace-rag[vllm]'` and a CUDA machine")
+    work = tmp_path / "work"
+    shutil.copytree(quickstart_folder, work)
+    monkeypatch.chdir(work)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))  # LangChain's OpenAI client tokenises offline
     if SERVER_URL in code:
         code = code.replace(SERVER_URL, f"127.0.0.1:{request.getfixturevalue('readme_server').port}")
