@@ -5,6 +5,11 @@ split: the contrastive objective on greedy (memoised) rationales, with one tripl
 InfoNCE takes its in-batch negatives from what one backward pass sees, so the single-process
 run uses ``grad_accum = 2`` (one triplet per micro-batch): DDP's average of the two processes'
 gradients then equals the accumulated gradient of the single process.
+
+The data is one global batch (two triplets), so every text's greedy rationale is decoded at step 1
+from identical weights. Decoding a new text after an update would compare argmaxes of a random
+model's near-uniform logits under weights that differ by float rounding (a two-way average vs an
+accumulation), which can pick a different token: a property of greedy decoding, not of training.
 """
 
 import json
@@ -63,6 +68,9 @@ def lines(records: Path, rank: int) -> list[dict]:
 
 def test_two_processes_stay_in_step_and_match_one_process(tmp_path, triplet_file, model_dir):
     """Pooling the penultimate layer leaves the last block without gradient: DDP must allow unused parameters."""
+    one_batch = tmp_path / "one-batch.jsonl"
+    one_batch.write_text("".join(triplet_file.read_text().splitlines(keepends=True)[:2]))
+    triplet_file = one_batch
     fields = {**BASE, "model": str(model_dir), "steps": 3, "layer": "penultimate"}
     two = run(tmp_path, "two", fields, triplet_file, processes=2)
     one = run(tmp_path, "one", {**fields, "grad_accum": 2}, triplet_file, processes=1)
