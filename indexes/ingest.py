@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from grace_rag.errors import ConfigError, DataError
+from grace_rag.textio import TextError, file_name, shown
 from grace_rag.indexes.grace_index import GraceIndex
 from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
 from grace_rag.indexes.records import Chunk, EncoderInfo, check_fingerprint, content_hash
@@ -214,19 +215,24 @@ class Indexer:
         return report
 
     def _digests(self, files: list[Path], report: IngestReport) -> dict[str, str]:
-        """{path: content hash} of the files that can be read."""
+        """{path: content hash} of the files that can be read (and whose names are text)."""
         report.files_seen = len(files)
         current = {}
         for path in files:
+            name = file_name(path)
             try:
-                current[path.as_posix()] = file_digest(path)
-            except OSError as exc:
-                self._skip(report, path.as_posix(), exc)
+                if name is None:
+                    raise TextError(path, "the file name is not valid UTF-8; rename the file to index it")
+                current[name] = file_digest(path)
+            except (OSError, TextError) as exc:
+                self._skip(report, shown(path), exc)
         return current
 
     def _scan(self, root: Path) -> list[Path]:
         if not root.exists():
-            raise DataError(f"{root} does not exist; pass a folder (or file) to index")
+            raise DataError(f"{shown(root)} does not exist; pass a folder (or file) to index")
+        if file_name(root) is None:
+            raise DataError(f"the path {shown(root)} is not valid UTF-8; rename it (sources are stored as text)")
         files = [root] if root.is_file() else scan_folder(root, self.config.extensions)
         if not files:
             kinds = " ".join(self.config.extensions)
@@ -252,7 +258,10 @@ class Indexer:
         return documents
 
     def _skip(self, report: IngestReport, path: str, exc: BaseException) -> None:
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if isinstance(exc, TextError):
+            reason = exc.detail
+        else:
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         logger.warning("skipping %s (%s)", path, reason)
         report.skipped.append((path, reason))
 
