@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ HNSW_MAX = 2_000_000  # HNSW keeps full vectors and a graph: fast and accurate, 
 DEFAULT_EF_SEARCH = 256  # 1M embedding-like vectors: recall@10 0.98 at ~3 ms (benchmarks/index_speed.py)
 DEFAULT_NPROBE = 32
 AUTO = "auto"  # the factory request that lets the corpus size decide
+EXACT_FALLBACK = "Flat"  # what a forced factory is replaced by until there are enough vectors to train it
+MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters.min_points_per_centroid
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,41 @@ def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.
     return faiss.SearchParameters(sel=selector)
 
 
-def resolve_factory(request: str, n_vectors: int) -> str:
-    """The factory string to build: the forced one, or the automatic choice for the size."""
-    return choose_factory(n_vectors) if request == AUTO else request
+def _inner(index: faiss.Index) -> faiss.Index:
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else faiss.downcast_index(index)
+
+
+@functools.lru_cache(maxsize=64)
+def training_minimum(factory: str, dimension: int) -> int:
+    """Vectors a ``factory`` index needs before it is trained (0 when it needs no training).
+
+    k-means wants ``MIN_POINTS_PER_CENTROID`` points per centroid: an IVF index needs that many per
+    list, a product quantizer that many per code (faiss prints a warning and clusters poorly below).
+    """
+    index = build_index(factory, dimension)
+    if index.is_trained:
+        return 0
+    need = 1
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        need = max(need, ivf.nlist * MIN_POINTS_PER_CENTROID)
+    inner = faiss.downcast_index(ivf) if ivf is not None else _inner(index)
+    if getattr(inner, "storage", None) is not None:  # HNSW over compressed vectors
+        inner = faiss.downcast_index(inner.storage)
+    pq = getattr(inner, "pq", None)
+    if pq is not None:
+        need = max(need, pq.ksub * MIN_POINTS_PER_CENTROID)
+    return need
+
+
+def resolve_factory(request: str, n_vectors: int, dimension: int | None = None) -> str:
+    """The factory string to build: the forced one, or the automatic choice for the size.
+
+    With ``dimension``, a forced factory that cannot be trained on ``n_vectors`` vectors yet gives
+    ``EXACT_FALLBACK`` (exact search) until the index holds enough; then the forced one is trained.
+    """
+    if request == AUTO:
+        return choose_factory(n_vectors)
+    if dimension is not None and n_vectors < training_minimum(request, dimension):
+        return EXACT_FALLBACK
+    return request
