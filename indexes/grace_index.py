@@ -162,7 +162,7 @@ class GraceIndex:
         build_index(resolve_factory(factory, 0), self.dimension)  # validate
         self.lock()
         self.manifest.factory_request = factory
-        self.store.set_meta({"factory_request": factory})
+        self.store.set_meta({"factory_request": factory}, bump=False)  # no chunk changed; refresh() rebuilds FAISS
 
     @classmethod
     def _from_store(cls, path: Path, store: ChunkStore, manifest: Manifest, lock: WriteLock) -> "GraceIndex":
@@ -317,8 +317,9 @@ class GraceIndex:
         factory = factory or self.wanted_factory()
         request = self.manifest.factory_request
         if factory == EXACT_FALLBACK and request not in (AUTO, EXACT_FALLBACK) and request not in self._untrainable:
-            logger.warning("FAISS factory %r is trained once the index holds %d vectors (it holds %d); until then "
-                           "search is exact (Flat)", request, training_minimum(request, self.dimension), self.store.count())
+            logger.warning("FAISS factory %r needs %s vectors to train and the index holds %s: search is exact (Flat) "
+                           "until it holds enough", request, f"{training_minimum(request, self.dimension):,}",
+                           f"{self.store.count():,}")
         index = self._trained(factory)
         for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
             index.add_with_ids(vectors, fids)
@@ -361,7 +362,8 @@ class GraceIndex:
     def _load_faiss(self) -> None:
         index, problem = read_faiss(self.path, self.manifest, self.store)
         if index is None:
-            logger.warning("%s is %s; rebuilding it from %s", self.path / INDEX_FILE, problem, STORE_FILE)
+            level = logging.INFO if self.manifest.recreated else logging.WARNING  # already said with the manifest
+            logger.log(level, "%s is %s; rebuilding it from %s", self.path / INDEX_FILE, problem, STORE_FILE)
             return self._rebuild_and_save()
         apply_search_params(index, self.manifest.search)
         self._index = index

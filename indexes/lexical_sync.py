@@ -53,7 +53,8 @@ class LexicalSide:
                 self._index = LexicalIndex.load(self.path, self.manifest.lexical_digest, revision, self.store.count())
                 return self._index
             except LexicalDamage as damage:
-                logger.warning("lexical index of %s is %s; building it from chunks.sqlite", self.path, damage)
+                level = logging.INFO if self.manifest.recreated else logging.WARNING  # said with the manifest
+                logger.log(level, "lexical index of %s is %s; building it from chunks.sqlite", self.path, damage)
                 self._index = self._rebuild(revision)
                 if repair and self.manifest.faiss_revision == revision:
                     self._repair_on_disk(self._index)

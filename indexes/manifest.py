@@ -38,6 +38,7 @@ class Manifest:
     lexical_revision: int = -1  # chunk-store revision that lexical/ reflects (-1: none yet)
     lexical_digest: str = ""  # content hash of the files in lexical/
     counts: dict[str, int] = field(default_factory=dict)
+    recreated: bool = field(default=False, compare=False)  # rebuilt from chunks.sqlite in this process (not saved)
 
     def to_dict(self) -> dict[str, Any]:
         return {

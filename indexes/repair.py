@@ -56,7 +56,8 @@ def manifest_from_store(store: ChunkStore, encoder: EncoderInfo) -> Manifest:
         search = SearchParams.from_dict(json.loads(store.get_meta("search", "{}") or "{}"))
     except (ValueError, TypeError, AttributeError):
         search = SearchParams()
-    return Manifest(encoder=encoder, factory_request=store.get_meta("factory_request", AUTO) or AUTO, search=search)
+    return Manifest(encoder=encoder, factory_request=store.get_meta("factory_request", AUTO) or AUTO, search=search,
+                    recreated=True)
 
 
 def load_manifest(path: Path, store: ChunkStore, encoder: EncoderInfo, may_write: bool) -> Manifest:
@@ -64,7 +65,7 @@ def load_manifest(path: Path, store: ChunkStore, encoder: EncoderInfo, may_write
     try:
         manifest = read_manifest(path / MANIFEST_FILE)
     except ManifestDamage as damage:
-        logger.warning("%s; recreating it from %s", damage, STORE_FILE)
+        logger.warning("%s; recreating it (and index.faiss, lexical/) from %s", damage, STORE_FILE)
         manifest = manifest_from_store(store, encoder)
         if may_write:
             try:

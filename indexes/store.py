@@ -119,10 +119,12 @@ class ChunkStore:
         row = self._query("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
-    def set_meta(self, values: dict[str, str]) -> None:
+    def set_meta(self, values: dict[str, str], *, bump: bool = True) -> None:
+        """Record settings; ``bump=False`` for ones that change no chunk (the derived files stay current)."""
         with self._transaction():
             self._set_meta(values)
-            self._bump()
+            if bump:
+                self._bump()
 
     @property
     def revision(self) -> int:

@@ -177,7 +177,7 @@ def test_a_damaged_manifest_is_recreated_from_the_store(tmp_path, info, caplog, 
     (tmp_path / "ix" / MANIFEST_FILE).write_text(content)
     with GraceIndex.open(tmp_path / "ix", encoder=info) as reopened:
         assert reopened.search(vectors[2], k=1)[0].id == "c2"
-    assert any("recreating it from chunks.sqlite" in m for m in caplog.messages)
+    assert any("recreating it (and index.faiss, lexical/) from chunks.sqlite" in m for m in caplog.messages)
     assert json.loads((tmp_path / "ix" / MANIFEST_FILE).read_text())["encoder"]["fingerprint"] == info.fingerprint
 
 
