@@ -156,8 +156,6 @@ def builtin_path(alias: str) -> Path:
 
 def convert_gguf(gguf: Path) -> Path:
     """Dequantise ``gguf`` once into a safetensors model directory under GRACE_RAG_HOME/models."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     st = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
     target = grace_home() / "models" / f"{gguf.stem}-{key}"
@@ -169,8 +167,7 @@ def convert_gguf(gguf: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     _gguf_bar_follows_transformers()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model, tokenizer = _read_gguf(gguf)
         model.hf_quantizer = None  # the weights are dequantised: save them as plain safetensors
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -184,6 +181,19 @@ def convert_gguf(gguf: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _read_gguf(gguf: Path) -> tuple[Any, Any]:
+    """Model and tokenizer of a .gguf file; a file that is not one is a ModelNotFoundError naming it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        return (AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name),
+                AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
+    except Exception as exc:  # gguf/transformers raise ValueError, KeyError, OSError... for a bad file
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(f"{gguf} cannot be read as a GGUF model ({reason}); pass another .gguf file "
+                                 "or a model directory") from None
 
 
 def _gguf_bar_follows_transformers() -> None:
@@ -245,7 +255,6 @@ def _load_hub(name: str) -> tuple[Any, Any]:
 def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dtype: Any = None) -> Backbone:
     """Load the causal LM and tokenizer for ``name_or_path`` onto ``device`` (adapters merged in)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = resolve(name_or_path)
     if dtype is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 
 import faiss
@@ -63,16 +64,23 @@ def needs_id_map(factory: str) -> bool:
     return not factory.startswith("IVF") and not factory.startswith("IDMap")
 
 
+def faiss_reason(exc: BaseException) -> str:
+    """The readable part of a faiss error (its last line, without the C++ function and source location)."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^(Error in .*? at \S+:\d+: )?(Error: )?", "", text)[:200]
+
+
 def build_index(factory: str, dimension: int) -> faiss.Index:
     """An empty inner-product FAISS index from a factory string, with external-id support."""
+    if not isinstance(factory, str) or not factory.strip():
+        raise GraceIndexError("the FAISS factory string is empty; try 'auto', 'Flat', 'HNSW32' or 'IVF1024,Flat'")
     full = f"IDMap2,{factory}" if needs_id_map(factory) else factory
     try:
         return faiss.index_factory(dimension, full, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "invalid"
         raise GraceIndexError(
-            f"invalid FAISS factory string {factory!r} ({first}); "
-            "try 'Flat', 'HNSW32' or 'IVF1024,Flat'"
+            f"invalid FAISS factory string {factory!r} for {dimension}-dimensional vectors ({faiss_reason(exc)}); "
+            "try 'auto', 'Flat', 'HNSW32' or 'IVF1024,Flat'"
         ) from None
 
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import (
-    AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal,
-    training_minimum, training_size,
+    AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, faiss_reason, resolve_factory,
+    supports_removal, training_minimum, training_size,
 )
 from grace_rag.indexes.files import (  # noqa: F401 (file names re-exported)
     INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE, bytes_digest, check_index_path,
@@ -228,10 +228,15 @@ class GraceIndex:
             self._stale = True  # HNSW graphs cannot forget a node: rebuild before the next search
 
     def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, -1) if n else np.zeros(
-            (0, self.dimension), np.float32)
+        try:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, -1) if n else np.zeros(
+                (0, self.dimension), np.float32)
+        except (TypeError, ValueError) as exc:
+            raise GraceIndexError(f"expected {n} vector(s) of dimension {self.dimension} as float32 numbers ({exc})") from None
         if vectors.shape[1] != self.dimension:
             raise GraceIndexError(f"vectors have dimension {vectors.shape[1]}, the index expects {self.dimension}")
+        if not np.isfinite(vectors).all():
+            raise GraceIndexError("vectors hold NaN or infinite values; embeddings must be finite numbers")
         return vectors
 
     # -- search -----------------------------------------------------------------------
@@ -336,9 +341,8 @@ class GraceIndex:
         try:
             index.train(sample)
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "faiss error"
             logger.warning("cannot train FAISS index %r on %d vectors (%s); searching exactly (Flat) instead",
-                           factory, len(sample), reason)
+                           factory, len(sample), faiss_reason(exc))
             self._untrainable.add(factory)
             return build_index(EXACT_FALLBACK, self.dimension)
         return index

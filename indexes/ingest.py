@@ -38,6 +38,8 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.chunk_overlap is not None and self.chunk_overlap < 0:
+            raise ConfigError(f"chunk_overlap must be at least 0 tokens, got {self.chunk_overlap}")
         if self.chunk_size is not None and self.chunk_size < 16:
             raise ConfigError(f"chunk_size must be at least 16 tokens, got {self.chunk_size}")
         if self.chunk_overlap is not None and self.chunk_size is not None and not 0 <= self.chunk_overlap < self.chunk_size:

@@ -21,7 +21,7 @@ from pathlib import Path
 import faiss
 
 from grace_rag.errors import GraceIndexError
-from grace_rag.indexes.factory import AUTO, SearchParams
+from grace_rag.indexes.factory import AUTO, SearchParams, faiss_reason
 from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_digest
 from grace_rag.indexes.manifest import FORMAT, Manifest, ManifestDamage, read_manifest, write_manifest
 from grace_rag.indexes.records import EncoderInfo
@@ -112,7 +112,7 @@ def read_faiss(path: Path, manifest: Manifest, store: ChunkStore) -> tuple[faiss
     try:
         index = faiss.read_index(str(file))
     except RuntimeError as exc:
-        return None, f"unreadable ({str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else 'faiss error'})"
+        return None, f"unreadable ({faiss_reason(exc)})"
     if index.d != manifest.encoder.dimension or index.ntotal != store.count():
         return None, f"out of step with {STORE_FILE} ({index.ntotal} vectors of dimension {index.d})"
     return index, ""
