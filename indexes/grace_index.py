@@ -28,7 +28,7 @@ from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_chunks, che
 from grace_rag.indexes.repair import load_manifest, read_faiss, recorded_encoder, store_meta
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
 from grace_rag.indexes.store import ChunkStore, store_state
-from grace_rag.textio import shown
+from grace_rag.textio import check_text, shown
 
 logger = logging.getLogger(__name__)
 
@@ -229,10 +229,12 @@ class GraceIndex:
 
     def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
         try:
-            vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, -1) if n else np.zeros(
-                (0, self.dimension), np.float32)
+            array = np.ascontiguousarray(vectors, dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise GraceIndexError(f"expected {n} vector(s) of dimension {self.dimension} as float32 numbers ({exc})") from None
+        if n and array.ndim == 2 and array.shape[0] != n:
+            raise GraceIndexError(f"expected {n} vector(s) of dimension {self.dimension}, got an array of shape {array.shape}")
+        vectors = array.reshape(n, -1) if n else np.zeros((0, self.dimension), np.float32)
         if vectors.shape[1] != self.dimension:
             raise GraceIndexError(f"vectors have dimension {vectors.shape[1]}, the index expects {self.dimension}")
         if not np.isfinite(vectors).all():
@@ -250,7 +252,9 @@ class GraceIndex:
         each side's best ``max(k, fusion.candidates)`` chunks as ``fusion`` says.
         """
         mode = choose_mode(mode, vector is not None, text is not None)
-        query = self._check_vectors(np.asarray(vector), 1) if vector is not None else None
+        if text is not None:
+            check_text(text, "the query text")
+        query = self._check_vectors(vector, 1) if vector is not None else None
         flt = self.resolve_filter(where)
         if k <= 0 or len(self) == 0:
             return []

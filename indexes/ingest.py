@@ -102,6 +102,18 @@ def scan_folder(root: Path, extensions: Sequence[str]) -> list[Path]:
     return sorted(found)
 
 
+def files_to_index(root: Path, extensions: Sequence[str]) -> list[Path]:
+    """``root`` itself (a file) or the supported files under it; DataError when there is nothing to index."""
+    if not root.exists():
+        raise DataError(f"{shown(root)} does not exist; pass a folder (or file) to index")
+    if file_name(root) is None:
+        raise DataError(f"the path {shown(root)} is not valid UTF-8; rename it (sources are stored as text)")
+    files = [root] if root.is_file() else scan_folder(root, extensions)
+    if not files:
+        raise DataError(f"no files to index under {root} (looked for {' '.join(extensions)}, recursively)")
+    return files
+
+
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
@@ -197,7 +209,7 @@ class Indexer:
     def run(self, root: Path) -> IngestReport:
         started, report = time.perf_counter(), IngestReport()
         root = Path(root).resolve()
-        files = self._scan(root)
+        files = files_to_index(root, self.config.extensions)
         current = self._digests(files, report)
         plan = plan_changes(current, self.index.store.file_hashes(), root.as_posix())
         present = {path.as_posix() for path in files}
@@ -229,17 +241,6 @@ class Indexer:
             except (OSError, TextError) as exc:
                 self._skip(report, shown(path), exc)
         return current
-
-    def _scan(self, root: Path) -> list[Path]:
-        if not root.exists():
-            raise DataError(f"{shown(root)} does not exist; pass a folder (or file) to index")
-        if file_name(root) is None:
-            raise DataError(f"the path {shown(root)} is not valid UTF-8; rename it (sources are stored as text)")
-        files = [root] if root.is_file() else scan_folder(root, self.config.extensions)
-        if not files:
-            kinds = " ".join(self.config.extensions)
-            raise DataError(f"no files to index under {root} (looked for {kinds}, recursively)")
-        return files
 
     def _forget(self, path: str) -> int:
         removed = self.index.store.forget_file(path)

@@ -14,7 +14,7 @@ from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where as parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
 from grace_rag.indexes.grace_index import MANIFEST_FILE, GraceIndex
-from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress
+from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress, files_to_index
 from grace_rag.indexes.manifest import read_manifest
 from grace_rag.indexes.records import EncoderInfo
 from grace_rag.textio import shown
@@ -56,7 +56,7 @@ def load_encoder(model: str | None, settings: dict[str, Any], device: str = "aut
     if rationale_tokens is not None:
         config["max_rationale_tokens"] = rationale_tokens
     kwargs: dict[str, Any] = {"config": EncoderConfig(**config), "device": device}
-    return GraceEncoder(model=model, **kwargs) if model else GraceEncoder(**kwargs)
+    return GraceEncoder(model=model, **kwargs) if model is not None else GraceEncoder(**kwargs)
 
 
 def load_recorded_encoder(index_dir: Path, recorded: EncoderInfo, device: str = "auto") -> Any:
@@ -99,15 +99,18 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
     if not Path(request.path).exists():
         raise GraceIndexError(f"{shown(request.path)} does not exist; pass a folder (or file) to index")
     index = GraceIndex.open_existing(request.index_dir)
-    if index is None:
-        check_index_path(Path(request.index_dir))  # before a model loads: never among a user's files
+    if index is None:  # nothing is written before the folder, the files and the model are known to be good
+        check_index_path(Path(request.index_dir))
+        files_to_index(Path(request.path).resolve(), request.ingest.extensions)
         encoder = encoder or load_encoder(request.model, {}, request.device, overrides=request.settings)
-        index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder), request.factory or "auto")
+        index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder),
+                                  "auto" if request.factory is None else request.factory)
     recorded = index.manifest.encoder
     try:
         index.lock()  # one writer at a time: a second run stops here, before reading or embedding anything
         if encoder is None and _differs(request, recorded):
-            encoder = load_encoder(request.model or recorded.model_name, recorded.settings, request.device,
+            encoder = load_encoder(recorded.model_name if request.model is None else request.model,
+                                   recorded.settings, request.device,
                                    overrides=request.settings)
         index.set_factory(request.factory)
 
@@ -138,7 +141,7 @@ def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, w
         index.resolve_filter(where)
         if encoder is None and mode is not SearchMode.LEXICAL:
             recorded = index.manifest.encoder
-            encoder = (load_encoder(model, recorded.settings, device) if model
+            encoder = (load_encoder(model, recorded.settings, device) if model is not None
                        else load_recorded_encoder(index.path, recorded, device))
         hits, rationale = index.query(encoder, text, k=k, where=where, mode=mode, fusion=fusion)
     result: dict[str, Any] = {"query": text, "mode": mode.value, "hits": [h.to_dict() for h in hits]}

@@ -13,6 +13,7 @@ from typing import Any
 from grace_rag.config import Layer, Pooling, parse_choice
 from grace_rag.errors import ConfigError, choice_error
 from grace_rag.fieldtypes import check_field_types
+from grace_rag.textio import read_text
 
 try:
     import tomllib
@@ -249,7 +250,7 @@ def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)  # bytes that are not UTF-8: one line with file:line:column
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
