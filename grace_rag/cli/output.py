@@ -1,7 +1,8 @@
 """What the CLI lets through to stderr: its own progress, warnings and one red line per error.
 
-Library chatter (transformers' weight-loading and GGUF-conversion bars, INFO/DEBUG log records
-such as bm25s' "Building index from tokens") appears only with ``grace-rag --verbose``.
+Library chatter (transformers' weight-loading and GGUF-conversion bars, its warnings, INFO log
+records such as "rebuilt Flat FAISS index with 7 vectors") appears only with ``grace-rag --verbose``;
+DEBUG records (bm25s' "Building index from tokens") never do.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def configure_output(verbose: bool) -> None:
         _handler.setLevel(level)
     from transformers.utils import logging as hf_logging
 
-    if verbose:
+    if verbose:  # transformers' own default level (its INFO dumps whole configs), with its bars
         hf_logging.enable_progress_bar()
-        hf_logging.set_verbosity_info()
+        hf_logging.set_verbosity_warning()
     else:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
