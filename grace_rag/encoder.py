@@ -19,12 +19,13 @@ import numpy as np
 
 from grace_rag.cache import RationaleCache, text_key
 from grace_rag.config import EncoderConfig, Role, check_device, parse_choice
-from grace_rag.errors import ConfigError, choice_error
+from grace_rag.errors import choice_error
 from grace_rag.generation import GenerationSettings, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
 from grace_rag.prompts import PromptBuilder
 from grace_rag.representation import PoolSpec, Representer
 from grace_rag.textio import check_text
+from grace_rag.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
