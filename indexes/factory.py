@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
+import numpy as np
+
 from grace_rag.errors import GraceIndexError
+
+logger = logging.getLogger(__name__)
 
 # Corpus sizes where the automatic choice changes (faiss wiki, "Guidelines to choose an index").
 EXACT_MAX = 20_000  # brute force over <= 20k vectors costs ~1 ms: exact is the best choice
@@ -104,6 +110,22 @@ def training_size(index: faiss.Index) -> int:
     """How many vectors to train an untrained index on: 64 per IVF list (faiss warns below 39)."""
     ivf = faiss.try_extract_index_ivf(index)
     return 64 * ivf.nlist if ivf is not None else 65_536
+
+
+def train_index(factory: str, dimension: int, sample: Callable[[int], np.ndarray]) -> faiss.Index | None:
+    """An empty ``factory`` index, trained on ``sample(n)`` vectors if it needs training; None (and a
+    warning) when faiss cannot train it on them."""
+    index = build_index(factory, dimension)
+    if index.is_trained:
+        return index
+    vectors = sample(training_size(index))
+    try:
+        index.train(vectors)
+    except RuntimeError as exc:
+        logger.warning("cannot train FAISS index %r on %d vectors (%s); searching exactly (Flat) instead",
+                       factory, len(vectors), faiss_reason(exc))
+        return None
+    return index
 
 
 def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.IDSelector) -> faiss.SearchParameters:

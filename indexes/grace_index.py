@@ -12,8 +12,8 @@ import numpy as np
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import (
-    AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, faiss_reason, resolve_factory,
-    supports_removal, training_minimum, training_size,
+    AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal,
+    train_index, training_minimum,
 )
 from grace_rag.indexes.files import (  # noqa: F401 (file names re-exported)
     INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE, bytes_digest, check_index_path,
@@ -25,10 +25,12 @@ from grace_rag.indexes.lexical_sync import LexicalSide
 from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, atomic_write_bytes, write_manifest
 from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_chunks, check_fingerprint
-from grace_rag.indexes.repair import load_manifest, read_faiss, recorded_encoder, store_meta
+from grace_rag.indexes.repair import (
+    check_is_index, load_manifest, read_faiss, recorded_encoder, remove_unborn_store, store_meta,
+)
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
 from grace_rag.indexes.store import ChunkStore, store_state
-from grace_rag.textio import check_text, shown
+from grace_rag.textio import check_text
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +88,7 @@ class GraceIndex:
         """Load an index, repairing what can be rebuilt from chunks.sqlite; with ``encoder``, refuse one
         built by a different model."""
         path = Path(path)
-        if not path.is_dir():
-            raise GraceIndexError(f"no index at {shown(path)}; build one with `grace-rag index PATH --index {shown(path)}`")
-        state = store_state(path / STORE_FILE)
-        if state == "missing" and (path / MANIFEST_FILE).exists():
-            ChunkStore(path / STORE_FILE, 0)  # raises: the source of truth is gone, say how to recover
-        if state in ("missing", "unborn") and not (path / MANIFEST_FILE).exists():
-            why = f"no {STORE_FILE}" if state == "missing" else f"an empty {STORE_FILE}, no {MANIFEST_FILE}"
-            raise GraceIndexError(f"{path} is not a grace-rag index ({why}); build one with "
-                                  f"`grace-rag index PATH --index NEW_FOLDER`")
+        check_is_index(path)
         store = ChunkStore(path / STORE_FILE, 0)
         try:
             recorded = recorded_encoder(store)
@@ -134,17 +128,8 @@ class GraceIndex:
         it), under the write lock so that a run creating it right now is never disturbed.
         """
         path = Path(path)
-        state = store_state(path / STORE_FILE)
-        if state == "unborn" and not (path / MANIFEST_FILE).exists():
-            lock = WriteLock(path)
-            lock.acquire()
-            try:
-                if store_state(path / STORE_FILE) == "unborn" and not (path / MANIFEST_FILE).exists():
-                    (path / STORE_FILE).unlink()  # killed before the store was initialised: start again
-            finally:
-                lock.release()
-            state = "missing"
-        if state == "missing" and not (path / MANIFEST_FILE).exists():
+        remove_unborn_store(path)
+        if store_state(path / STORE_FILE) == "missing" and not (path / MANIFEST_FILE).exists():
             return None
         return cls.open(path)
 
@@ -329,27 +314,16 @@ class GraceIndex:
             logger.warning("FAISS factory %r needs %s vectors to train and the index holds %s: search is exact (Flat) "
                            "until it holds enough", request, f"{training_minimum(request, self.dimension):,}",
                            f"{self.store.count():,}")
-        index = self._trained(factory)
+        index = train_index(factory, self.dimension, self.store.sample_vectors)
+        if index is None:
+            self._untrainable.add(factory)
+            index = build_index(EXACT_FALLBACK, self.dimension)
         for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
             index.add_with_ids(vectors, fids)
         apply_search_params(index, self.manifest.search)
         self._index, self._stale = index, False
         self.manifest.factory = factory if factory not in self._untrainable else EXACT_FALLBACK
         logger.info("rebuilt %s FAISS index with %d vectors", self.manifest.factory, index.ntotal)
-
-    def _trained(self, factory: str) -> faiss.Index:
-        index = build_index(factory, self.dimension)
-        if index.is_trained:
-            return index
-        sample = self.store.sample_vectors(training_size(index))
-        try:
-            index.train(sample)
-        except RuntimeError as exc:
-            logger.warning("cannot train FAISS index %r on %d vectors (%s); searching exactly (Flat) instead",
-                           factory, len(sample), faiss_reason(exc))
-            self._untrainable.add(factory)
-            return build_index(EXACT_FALLBACK, self.dimension)
-        return index
 
     def save(self) -> None:
         """Write index.faiss and manifest.json atomically (the store is always up to date)."""

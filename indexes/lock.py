@@ -18,7 +18,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from grace_rag.errors import GraceIndexError
-from grace_rag.indexes.files import LOCK_FILE  # created 0o666 & ~umask by filelock
+from grace_rag.indexes.files import LOCK_FILE, apply_modes
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class WriteLock:
             ) from None
         except OSError as exc:
             raise GraceIndexError(f"cannot lock {self.path} for writing ({exc.strerror or exc})") from None
+        apply_modes([self.path])  # filelock before 4.x created it 0o644 whatever the umask
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free now (for repairs a reader may skip); False otherwise."""

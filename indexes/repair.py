@@ -25,7 +25,9 @@ from grace_rag.indexes.factory import AUTO, SearchParams, faiss_reason
 from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_digest
 from grace_rag.indexes.manifest import FORMAT, Manifest, ManifestDamage, read_manifest, write_manifest
 from grace_rag.indexes.records import EncoderInfo
-from grace_rag.indexes.store import STORE_VERSION, ChunkStore
+from grace_rag.indexes.lock import WriteLock
+from grace_rag.indexes.store import STORE_VERSION, ChunkStore, store_state
+from grace_rag.textio import shown
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +118,30 @@ def read_faiss(path: Path, manifest: Manifest, store: ChunkStore) -> tuple[faiss
     if index.d != manifest.encoder.dimension or index.ntotal != store.count():
         return None, f"out of step with {STORE_FILE} ({index.ntotal} vectors of dimension {index.d})"
     return index, ""
+
+
+def check_is_index(path: Path) -> None:
+    """GraceIndexError unless ``path`` holds an index: a missing folder, a folder of other files, a lost store."""
+    if not path.is_dir():
+        raise GraceIndexError(f"no index at {shown(path)}; build one with `grace-rag index PATH --index {shown(path)}`")
+    state = store_state(path / STORE_FILE)
+    if state == "missing" and (path / MANIFEST_FILE).exists():
+        ChunkStore(path / STORE_FILE, 0)  # raises: the source of truth is gone, and says how to recover
+    if state in ("missing", "unborn") and not (path / MANIFEST_FILE).exists():
+        why = f"no {STORE_FILE}" if state == "missing" else f"an empty {STORE_FILE}, no {MANIFEST_FILE}"
+        raise GraceIndexError(f"{path} is not a grace-rag index ({why}); build one with "
+                              "`grace-rag index PATH --index NEW_FOLDER`")
+
+
+def remove_unborn_store(path: Path) -> None:
+    """Delete a chunk store left empty by a run killed while creating it (there is nothing in it),
+    under the write lock, so that a run creating it right now is never disturbed."""
+    if store_state(path / STORE_FILE) != "unborn" or (path / MANIFEST_FILE).exists():
+        return
+    lock = WriteLock(path)
+    lock.acquire()
+    try:
+        if store_state(path / STORE_FILE) == "unborn" and not (path / MANIFEST_FILE).exists():
+            (path / STORE_FILE).unlink()
+    finally:
+        lock.release()
