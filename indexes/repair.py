@@ -43,8 +43,8 @@ def recorded_encoder(store: ChunkStore) -> EncoderInfo:
     """The encoder the store was created with (its meta table); a damaged record is an error naming the store."""
     raw = store.get_meta("encoder")
     if raw is None:
-        raise GraceIndexError(f"{store.path} holds chunks but no record of the encoder that made them: the chunk "
-                              "store is damaged; restore it from a backup, or index the files again into a new folder")
+        raise GraceIndexError(f"{store.path} has no record of the encoder that made its chunks: the chunk store is "
+                              "damaged; restore it from a backup, or index the files again into a new folder")
     try:
         return EncoderInfo.from_dict(json.loads(raw))
     except (ValueError, KeyError, TypeError) as exc:
