@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grace_rag.errors import GraceIndexError, ModelNotFoundError
-from grace_rag.indexes.files import check_index_path
+from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where as parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
@@ -17,7 +16,8 @@ from grace_rag.indexes.grace_index import MANIFEST_FILE, GraceIndex
 from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress, files_to_index
 from grace_rag.indexes.manifest import read_manifest
 from grace_rag.indexes.records import EncoderInfo
-from grace_rag.textio import shown
+from grace_rag.indexes.files import check_index_path
+from grace_rag.errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
     another model or other settings, to check them against the index's fingerprint).
     """
     if not Path(request.path).exists():
-        raise GraceIndexError(f"{shown(request.path)} does not exist; pass a folder (or file) to index")
+        raise GraceIndexError(f"{request.path} does not exist; pass a folder (or file) to index")
     index = GraceIndex.open_existing(request.index_dir)
     if index is None:  # nothing is written before the folder, the files and the model are known to be good
         check_index_path(Path(request.index_dir))

@@ -19,12 +19,12 @@ except ImportError:  # pragma: no cover - typer versions that use click itself
     from click.exceptions import NoArgsIsHelpError, UsageError
 
 from grace_rag.errors import GraceError
-from grace_rag.textio import check_text
+from grace_rag.textio import check_text, shown
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``message`` as one red line on stderr; return the exit to raise."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """Print ``message`` as one red line on stderr (undecodable bytes as ``\\xNN``); return the exit to raise."""
+    typer.secho(f"error: {shown(message)}", fg=typer.colors.RED, err=True)
     return typer.Exit(1)
 
 
