@@ -29,7 +29,7 @@ from grace_rag.indexes.repair import (
     check_is_index, load_manifest, read_faiss, recorded_encoder, remove_unborn_store, store_meta,
 )
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
-from grace_rag.indexes.store import ChunkStore, store_state
+from grace_rag.indexes.store import ChunkStore
 from grace_rag.textio import check_text
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class GraceIndex:
         lock = WriteLock(path)
         lock.acquire(wait)
         try:
-            if store_state(path / STORE_FILE) != "missing":  # another process created it meanwhile
+            if (path / STORE_FILE).exists():  # another process created it meanwhile
                 raise GraceIndexError(f"an index already exists at {path}; open it instead")
             store = ChunkStore(path / STORE_FILE, encoder.dimension, create=True)
             search = search or SearchParams()
@@ -129,7 +129,7 @@ class GraceIndex:
         """
         path = Path(path)
         remove_unborn_store(path)
-        if store_state(path / STORE_FILE) == "missing" and not (path / MANIFEST_FILE).exists():
+        if not (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists():
             return None
         return cls.open(path)
 
