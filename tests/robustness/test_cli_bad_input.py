@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from grace_rag.cli.app import app
@@ -36,6 +37,7 @@ class Case:
     code: int
     fragment: str
     setup: Setup | None = None
+    cpu_only: bool = False  # the input is only bad where PyTorch has no CUDA
 
 
 def write(name: str, content: bytes | str) -> Setup:
@@ -268,6 +270,8 @@ OTHER_COMMAND_CASES = [
     Case("explain-model-empty", ("explain", "x", "--model", ""), 1, "the model name is empty"),
     Case("explain-device-mps", ("explain", "x", "--model", "{model}", "--device", "mps"), 1, "device 'mps'"),
     Case("explain-device-cuda", ("explain", "x", "--model", "{model}", "--device", "cuda:7"), 1, "device 'cuda:7'"),
+    Case("explain-device-cuda-on-cpu-only-torch", ("explain", "x", "--model", "{model}", "--device", "cuda"), 1,
+         "this PyTorch is a CPU-only build", cpu_only=True),
 ]
 
 EVAL = ("eval", "b", "-m", "bm25")
@@ -379,6 +383,8 @@ def _release_held_locks():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_and_changes_nothing(case: Case, work: Path, model_dir: Path, other_model_dir: Path):
     assert len({c.id for c in CASES}) == len(CASES)
+    if case.cpu_only and torch.version.cuda is not None:
+        pytest.skip("PyTorch here has CUDA")
     if case.setup is not None:
         case.setup(work, model_dir)
     before = snapshot(work, model_dir)

@@ -71,3 +71,16 @@ def test_every_index_file_gets_the_users_umask(mask, work, model_dir):
     assert modes == want
     assert {"fresh/chunks.sqlite", "fresh/index.faiss", "fresh/manifest.json", "fresh/write.lock",
             "fresh/lexical/fids.npy"} <= set(modes)
+
+
+def test_loading_a_model_writes_nothing_into_its_folder(model_dir, tmp_path):
+    """An index's manifest names its model; loading it (twice: the weights id is memoised) must not write there."""
+    import shutil
+
+    from grace_rag.models import load_backbone
+
+    folder = shutil.copytree(model_dir, tmp_path / "someone-elses-model")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    first = load_backbone(str(folder), device="cpu").weights_id
+    assert load_backbone(str(folder), device="cpu").weights_id == first
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
