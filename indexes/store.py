@@ -62,8 +62,10 @@ def store_state(path: Path) -> str:
     try:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not TABLES <= tables:
-                return "unborn" if not tables else "foreign"
+            if tables - TABLES - {"sqlite_sequence"}:
+                return "foreign"
+            if not TABLES <= tables:  # a schema half written by a run killed before this was one transaction
+                return "unborn"
             born = db.execute("SELECT 1 FROM meta WHERE key = 'encoder'").fetchone() is not None
             empty = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
     except sqlite3.DatabaseError:
@@ -90,7 +92,7 @@ class ChunkStore:
             self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}",
                                        uri=True, isolation_level=None)
             if create:
-                self._db.executescript(SCHEMA)
+                self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")  # all tables or none, even if killed
             self._check_schema()
             self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:

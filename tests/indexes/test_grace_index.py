@@ -13,6 +13,7 @@ from grace_rag.errors import GraceIndexError
 from grace_rag.indexes import Chunk, EncoderInfo, GraceIndex
 from grace_rag.indexes.grace_index import INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE
 from grace_rag.indexes.lexical import LEXICAL_DIR
+from grace_rag.indexes.store import SCHEMA
 
 FACTORIES = ["Flat", "HNSW32", "IVF4,Flat"]
 DIM = 16
@@ -257,9 +258,12 @@ def test_a_manifest_lost_in_a_crash_is_recreated_from_the_store(tmp_path, info):
     assert reopened.search(vectors[3], k=1)[0].id == "c3" and (tmp_path / "ix" / MANIFEST_FILE).exists()
 
 
-def test_a_store_killed_before_initialisation_is_started_again(tmp_path, info):
+@pytest.mark.parametrize("schema", ["", "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", SCHEMA])
+def test_a_store_killed_before_initialisation_is_started_again(tmp_path, info, schema):
     (tmp_path / "ix").mkdir()
-    sqlite3.connect(tmp_path / "ix" / STORE_FILE).close()  # an empty file, as a kill right after creation leaves
+    with sqlite3.connect(tmp_path / "ix" / STORE_FILE) as db:  # what a kill during creation can leave
+        db.executescript(schema)
+    db.close()
     with pytest.raises(GraceIndexError, match="not a grace-rag index"):
         GraceIndex.open(tmp_path / "ix")
     index = GraceIndex.open_or_create(tmp_path / "ix", info)
