@@ -94,8 +94,7 @@ class GraceIndex:
             recorded = recorded_encoder(store)
             store.dimension = recorded.dimension
             lock = WriteLock(path)
-            with repairing(lock) as may_write:
-                manifest = load_manifest(path, store, recorded, may_write)
+            manifest = load_manifest(path, store, recorded, lock)
             if encoder is not None:
                 check_fingerprint(manifest.encoder, encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder), path)
             index = cls(path, store, manifest, build_index(EXACT_FALLBACK, recorded.dimension), lock)

@@ -25,7 +25,7 @@ from grace_rag.indexes.factory import AUTO, SearchParams, faiss_reason
 from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_digest
 from grace_rag.indexes.manifest import FORMAT, Manifest, ManifestDamage, read_manifest, write_manifest
 from grace_rag.indexes.records import EncoderInfo
-from grace_rag.indexes.lock import WriteLock
+from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.store import STORE_VERSION, ChunkStore, store_state
 from grace_rag.textio import shown
 
@@ -62,16 +62,17 @@ def manifest_from_store(store: ChunkStore, encoder: EncoderInfo) -> Manifest:
                     recreated=True)
 
 
-def load_manifest(path: Path, store: ChunkStore, encoder: EncoderInfo, may_write: bool) -> Manifest:
-    """manifest.json, recreated from the store when it is missing or damaged (written when ``may_write``)."""
+def load_manifest(path: Path, store: ChunkStore, encoder: EncoderInfo, lock: WriteLock) -> Manifest:
+    """manifest.json, recreated from the store when it is missing or damaged (written if no one else is writing)."""
     try:
         manifest = read_manifest(path / MANIFEST_FILE)
     except ManifestDamage as damage:
         logger.warning("%s; recreating it (and index.faiss, lexical/) from %s", damage, STORE_FILE)
         manifest = manifest_from_store(store, encoder)
-        if may_write:
+        with repairing(lock) as may_write:
             try:
-                write_manifest(path / MANIFEST_FILE, manifest)
+                if may_write:
+                    write_manifest(path / MANIFEST_FILE, manifest)
             except OSError as exc:
                 logger.warning("cannot write %s (%s); using the recreated manifest in memory", path / MANIFEST_FILE, exc)
         return manifest

@@ -84,3 +84,13 @@ def test_loading_a_model_writes_nothing_into_its_folder(model_dir, tmp_path):
     first = load_backbone(str(folder), device="cpu").weights_id
     assert load_backbone(str(folder), device="cpu").weights_id == first
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+
+
+def test_reading_an_intact_index_writes_nothing(work):
+    from robustness_support import changes, snapshot
+
+    (work / "ix" / "write.lock").unlink()  # as an index written before the lock existed
+    before = snapshot(work / "ix")
+    for args in (["info", "--index", "ix"], ["query", "lava", "--index", "ix", "--mode", "lexical"]):
+        assert runner.invoke(app, args).exit_code == 0
+    assert not changes(before, snapshot(work / "ix"))
