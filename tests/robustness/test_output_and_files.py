@@ -47,6 +47,7 @@ def test_library_bars_and_debug_records_appear_only_with_verbose(verbose, consol
     assert "a repair worth knowing about" in err  # warnings always reach the user
 
 
+@pytest.mark.slow
 def test_the_console_script_keeps_stderr_quiet(model_dir, tmp_path):
     env = {**os.environ, "GRACE_RAG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(RUN_CLI), "explain", "Bees dance.", "--model", str(model_dir),
