@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 from grace_rag.errors import ConfigError, choice_error
+from grace_rag.textio import is_text
 
 #: The authors' single system prompt for queries, documents, negatives and evaluation.
 DEFAULT_INSTRUCTION = (
@@ -148,14 +149,14 @@ class EncoderConfig:
             raise ConfigError(f"query_rationale_tokens must be None or an integer >= 0, got {self.query_rationale_tokens!r}")
         for name in ("query_instruction", "document_instruction"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{name} must be a non-empty string (the system prompt), got {value!r}")
+            if not isinstance(value, str) or not value.strip() or not is_text(value):
+                raise ConfigError(f"{name} must be a non-empty string of UTF-8 text (the system prompt), got {value!r}")
         if not _is_number(self.temperature) or self.temperature < 0:
             raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
         if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ConfigError(f"seed must be None or an integer, got {self.seed!r}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**64):
+            raise ConfigError(f"seed must be None or an integer in [0, 2**64), got {self.seed!r}")
         for name in ("cache", "show_progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -25,6 +25,8 @@ from grace_rag.generation import GenerationSettings, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
 from grace_rag.prompts import PromptBuilder
 from grace_rag.representation import PoolSpec, Representer
+from grace_rag.textio import check_text
+from grace_rag.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +47,30 @@ def resolve_device(device: str) -> str:
 
     device = check_device(device)
     if device != "auto":
-        return device
+        return check_available(device)
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def check_available(device: str) -> str:
+    """``device`` if this PyTorch build and machine have it; else a ConfigError saying what to pass."""
+    import torch
+
+    if device.startswith("cuda"):
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            raise ConfigError(f"device {device!r}: this PyTorch is a CPU-only build (no CUDA support); "
+                              "use --device cpu, or install a CUDA build of PyTorch")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"device {device!r}: {count} CUDA GPU(s) visible; use --device cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps': Apple's Metal (MPS) is not available in this PyTorch or on this machine; "
+                          "use --device cpu or auto")
+    return device
 
 
 def check_texts(texts: Any) -> list[str]:
@@ -61,6 +81,7 @@ def check_texts(texts: Any) -> list[str]:
     for i, text in enumerate(items):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+        check_text(text, f"texts[{i}]")
     return items
 
 

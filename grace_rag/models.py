@@ -58,7 +58,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 }
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
-_ID_FILE = "grace_weights_id.txt"
 
 
 def grace_home() -> Path:
@@ -112,8 +111,8 @@ def _file_digest(path: Path) -> str:
 
 
 def weights_id(directory: Path) -> str:
-    """Content hash of a model directory's weight files (memoised in the directory if writable)."""
-    memo = directory / _ID_FILE
+    """Content hash of a model directory's weight files (memoised under GRACE_RAG_HOME, never in the model's folder)."""
+    memo = _weights_memo(directory)
     files = sorted(p for p in directory.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
     stamp = json.dumps([[str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
     if memo.is_file():
@@ -126,10 +125,18 @@ def weights_id(directory: Path) -> str:
         digest.update(_file_digest(p).encode())
     result = digest.hexdigest()[:32]
     try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
         memo.write_text(f"{stamp}\n{result}\n")
     except OSError:
         pass
     return result
+
+
+def _weights_memo(directory: Path) -> Path:
+    """Where the weights id of ``directory`` is memoised: our own cache, keyed by the folder's real path
+    (a model folder may belong to someone else or be shared; grace-rag never writes into it)."""
+    key = hashlib.sha256(str(Path(directory).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return grace_home() / "weights-ids" / f"{key}.txt"
 
 
 def builtin_path(alias: str) -> Path:
@@ -157,8 +164,6 @@ def builtin_path(alias: str) -> Path:
 
 def convert_gguf(gguf: Path) -> Path:
     """Dequantise ``gguf`` once into a safetensors model directory under GRACE_RAG_HOME/models."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     st = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
     target = grace_home() / "models" / f"{gguf.stem}-{key}"
@@ -168,15 +173,14 @@ def convert_gguf(gguf: Path) -> Path:
     _remove_stale_conversions(target.parent)
     logger.info("dequantising %s once into %s (about 20 s)", gguf.name, target)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    _gguf_bar_follows_transformers()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model, tokenizer = _read_gguf(gguf)
         model.hf_quantizer = None  # the weights are dequantised: save them as plain safetensors
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        weights_id(tmp)
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first
@@ -185,6 +189,28 @@ def convert_gguf(gguf: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _read_gguf(gguf: Path) -> tuple[Any, Any]:
+    """Model and tokenizer of a .gguf file; a file that is not one is a ModelNotFoundError naming it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        return (AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name),
+                AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name))
+    except Exception as exc:  # gguf/transformers raise ValueError, KeyError, OSError... for a bad file
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(f"{gguf} cannot be read as a GGUF model ({reason}); pass another .gguf file "
+                                 "or a model directory") from None
+
+
+def _gguf_bar_follows_transformers() -> None:
+    """transformers draws its GGUF-conversion bar with plain tqdm: make it obey transformers' own
+    progress-bar switch (``disable_progress_bar()``, which the CLI sets unless --verbose)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    gguf_utils.tqdm = hf_logging.tqdm
 
 
 def _remove_stale_conversions(folder: Path, max_age_s: float = 3600.0) -> None:
@@ -199,12 +225,18 @@ def _remove_stale_conversions(folder: Path, max_age_s: float = 3600.0) -> None:
 def resolve(name_or_path: str | os.PathLike[str]) -> Path | str:
     """A local model directory for ``name_or_path``, or the string itself if it may be a hub id."""
     name = str(name_or_path)
+    if not name.strip():
+        raise ModelNotFoundError(f"the model name is empty; pass a built-in alias ({', '.join(BUILTIN_MODELS)}), "
+                                 "a model directory or a .gguf file")
     if name in BUILTIN_MODELS:
         path = builtin_path(name)
         return convert_gguf(path) if path.suffix == ".gguf" else path
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return convert_gguf(path)
+    if path.exists() and not path.is_dir():
+        raise ModelNotFoundError(f"{name} is a file but not a model (a model is a directory with config.json, "
+                                 f"or a .gguf file); pass one of those or {DEFAULT_MODEL!r}")
     if path.is_dir():
         if not (path / "config.json").is_file() and not (path / ADAPTER_FILE).is_file():
             raise ModelNotFoundError(f"{path} is a directory but not a model (no config.json); pass a Hugging Face model directory, a .gguf file or {DEFAULT_MODEL!r}")
@@ -231,7 +263,6 @@ def _load_hub(name: str) -> tuple[Any, Any]:
 def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dtype: Any = None) -> Backbone:
     """Load the causal LM and tokenizer for ``name_or_path`` onto ``device`` (adapters merged in)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = resolve(name_or_path)
     if dtype is None:
@@ -246,8 +277,7 @@ def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dty
         wid = hashlib.sha256(f"{base.weights_id}+{weights_id(where)}".encode()).hexdigest()[:32]
         settings = {**base.settings, **read_encoder_settings(where)}
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(str(where))
+        model, tokenizer = _load_local(where, dtype)
         wid, settings = weights_id(where), read_encoder_settings(where)
     name = str(name_or_path)
     if name in BUILTIN_MODELS:
@@ -255,6 +285,18 @@ def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dty
     model.to(device=device, dtype=dtype).eval()
     return Backbone(model=model, tokenizer=tokenizer, name=display_name(name_or_path), weights_id=wid,
                     settings=settings)
+
+
+def _load_local(where: Path, dtype: Any) -> tuple[Any, Any]:
+    """Model and tokenizer of a local model directory; a damaged one is a ModelNotFoundError naming it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype), AutoTokenizer.from_pretrained(str(where))
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a broken folder
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(f"{where} cannot be loaded as a model ({reason}); check its config.json, weights "
+                                 f"and tokenizer files, or pass another --model") from None
 
 
 def display_name(name_or_path: str | os.PathLike[str]) -> str:

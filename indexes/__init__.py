@@ -8,7 +8,8 @@ An index is a directory::
     lexical/        BM25 (bm25s, saved with allow_pickle=False) over the chunk texts, with the
                     chunk id of each document; rebuilt from chunks.sqlite when missing, stale or altered
     manifest.json   format version, encoder (model, fingerprint, settings), dimension, metric,
-                    FAISS factory, search parameters, the store revision each part reflects, counts
+                    FAISS factory, search parameters, the store revision and checksum of each part, counts
+    write.lock      one writer at a time (indexes.lock); damaged parts are repaired (indexes.repair)
 
 Search is ``dense``, ``lexical`` or ``hybrid`` (both, fused: :mod:`grace_rag.indexes.fusion`);
 filters (:mod:`grace_rag.indexes.filters`) apply to both sides. Nothing is pickled and nothing

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
+import numpy as np
+
 from grace_rag.errors import GraceIndexError
+
+logger = logging.getLogger(__name__)
 
 # Corpus sizes where the automatic choice changes (faiss wiki, "Guidelines to choose an index").
 EXACT_MAX = 20_000  # brute force over <= 20k vectors costs ~1 ms: exact is the best choice
@@ -14,6 +22,8 @@ HNSW_MAX = 2_000_000  # HNSW keeps full vectors and a graph: fast and accurate, 
 DEFAULT_EF_SEARCH = 256  # 1M embedding-like vectors: recall@10 0.98 at ~3 ms (benchmarks/index_speed.py)
 DEFAULT_NPROBE = 32
 AUTO = "auto"  # the factory request that lets the corpus size decide
+EXACT_FALLBACK = "Flat"  # what a forced factory is replaced by until there are enough vectors to train it
+MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters.min_points_per_centroid
 
 
 @dataclass(frozen=True)
@@ -60,16 +70,23 @@ def needs_id_map(factory: str) -> bool:
     return not factory.startswith("IVF") and not factory.startswith("IDMap")
 
 
+def faiss_reason(exc: BaseException) -> str:
+    """The readable part of a faiss error (its last line, without the C++ function and source location)."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^(Error in .*? at \S+:\d+: )?(Error: )?", "", text)[:200]
+
+
 def build_index(factory: str, dimension: int) -> faiss.Index:
     """An empty inner-product FAISS index from a factory string, with external-id support."""
+    if not isinstance(factory, str) or not factory.strip():
+        raise GraceIndexError("the FAISS factory string is empty; try 'auto', 'Flat', 'HNSW32' or 'IVF1024,Flat'")
     full = f"IDMap2,{factory}" if needs_id_map(factory) else factory
     try:
         return faiss.index_factory(dimension, full, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "invalid"
         raise GraceIndexError(
-            f"invalid FAISS factory string {factory!r} ({first}); "
-            "try 'Flat', 'HNSW32' or 'IVF1024,Flat'"
+            f"invalid FAISS factory string {factory!r} for {dimension}-dimensional vectors ({faiss_reason(exc)}); "
+            "try 'auto', 'Flat', 'HNSW32' or 'IVF1024,Flat'"
         ) from None
 
 
@@ -95,6 +112,22 @@ def training_size(index: faiss.Index) -> int:
     return 64 * ivf.nlist if ivf is not None else 65_536
 
 
+def train_index(factory: str, dimension: int, sample: Callable[[int], np.ndarray]) -> faiss.Index | None:
+    """An empty ``factory`` index, trained on ``sample(n)`` vectors if it needs training; None (and a
+    warning) when faiss cannot train it on them."""
+    index = build_index(factory, dimension)
+    if index.is_trained:
+        return index
+    vectors = sample(training_size(index))
+    try:
+        index.train(vectors)
+    except RuntimeError as exc:
+        logger.warning("cannot train FAISS index %r on %d vectors (%s); searching exactly (Flat) instead",
+                       factory, len(vectors), faiss_reason(exc))
+        return None
+    return index
+
+
 def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.IDSelector) -> faiss.SearchParameters:
     """Per-query parameters restricted to ``selector``, of the type the inner index expects."""
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
@@ -105,6 +138,41 @@ def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.
     return faiss.SearchParameters(sel=selector)
 
 
-def resolve_factory(request: str, n_vectors: int) -> str:
-    """The factory string to build: the forced one, or the automatic choice for the size."""
-    return choose_factory(n_vectors) if request == AUTO else request
+def _inner(index: faiss.Index) -> faiss.Index:
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else faiss.downcast_index(index)
+
+
+@functools.lru_cache(maxsize=64)
+def training_minimum(factory: str, dimension: int) -> int:
+    """Vectors a ``factory`` index needs before it is trained (0 when it needs no training).
+
+    k-means wants ``MIN_POINTS_PER_CENTROID`` points per centroid: an IVF index needs that many per
+    list, a product quantizer that many per code (faiss prints a warning and clusters poorly below).
+    """
+    index = build_index(factory, dimension)
+    if index.is_trained:
+        return 0
+    need = 1
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        need = max(need, ivf.nlist * MIN_POINTS_PER_CENTROID)
+    inner = faiss.downcast_index(ivf) if ivf is not None else _inner(index)
+    if getattr(inner, "storage", None) is not None:  # HNSW over compressed vectors
+        inner = faiss.downcast_index(inner.storage)
+    pq = getattr(inner, "pq", None)
+    if pq is not None:
+        need = max(need, pq.ksub * MIN_POINTS_PER_CENTROID)
+    return need
+
+
+def resolve_factory(request: str, n_vectors: int, dimension: int | None = None) -> str:
+    """The factory string to build: the forced one, or the automatic choice for the size.
+
+    With ``dimension``, a forced factory that cannot be trained on ``n_vectors`` vectors yet gives
+    ``EXACT_FALLBACK`` (exact search) until the index holds enough; then the forced one is trained.
+    """
+    if request == AUTO:
+        return choose_factory(n_vectors)
+    if dimension is not None and n_vectors < training_minimum(request, dimension):
+        return EXACT_FALLBACK
+    return request

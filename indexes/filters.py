@@ -193,7 +193,8 @@ def _condition_sql(c: Condition) -> tuple[str, list[Any]]:
     if c.key in COLUMNS:  # NOT NULL columns: plain comparisons (SQLite can use its index on source)
         expr, key_params, definite = c.key, [], "{}"
     else:  # a missing metadata key is NULL: comparisons with it are false, never NULL (NOT works)
-        expr, key_params, definite = "json_extract(metadata, ?)", ['$."' + c.key.replace('"', "") + '"'], "IFNULL({}, 0)"
+        # json_each matches the key exactly (a JSON path cannot quote every key: '"' is unescapable there)
+        expr, key_params, definite = "(SELECT value FROM json_each(metadata) WHERE key = ?)", [c.key], "IFNULL({}, 0)"
     if c.op in LISTS:
         marks = ",".join("?" * len(c.value))
         if c.op is Op.IN:

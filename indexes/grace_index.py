@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,23 +12,28 @@ import numpy as np
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import (
-    AUTO, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal, training_size,
+    AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal,
+    train_index, training_minimum,
+)
+from grace_rag.indexes.files import (  # noqa: F401 (file names re-exported)
+    INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE, bytes_digest, check_index_path,
 )
 from grace_rag.indexes.filters import Filter, check_keys, parse_filter
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, fuse, single_side
 from grace_rag.indexes.lexical import LEXICAL_DIR, remove_leftovers
 from grace_rag.indexes.lexical_sync import LexicalSide
-from grace_rag.indexes.manifest import FORMAT, Manifest, atomic_write_bytes, read_manifest, write_manifest
-from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_fingerprint
+from grace_rag.indexes.lock import WriteLock, repairing
+from grace_rag.indexes.manifest import Manifest, atomic_write_bytes, write_manifest
+from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_chunks, check_fingerprint
+from grace_rag.indexes.repair import (
+    check_is_index, load_manifest, read_faiss, recorded_encoder, remove_unborn_store, store_meta,
+)
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
 from grace_rag.indexes.sharded import SHARDED_MIN, fill_sharded, is_ivf
 from grace_rag.indexes.store import ChunkStore
+from grace_rag.textio import check_text
 
 logger = logging.getLogger(__name__)
-
-INDEX_FILE = "index.faiss"
-STORE_FILE = "chunks.sqlite"
-MANIFEST_FILE = "manifest.json"
 
 
 class GraceIndex:
@@ -40,69 +44,70 @@ class GraceIndex:
     from the store whenever they lag behind it.
     """
 
-    def __init__(self, path: Path, store: ChunkStore, manifest: Manifest, index: faiss.Index) -> None:
+    def __init__(self, path: Path, store: ChunkStore, manifest: Manifest, index: faiss.Index,
+                 lock: WriteLock | None = None) -> None:
         self.path = Path(path)
         self.store = store
         self.manifest = manifest
         self._index = index
         self._stale = False  # the in-memory FAISS index lags behind the store
-        self.lexical = LexicalSide(self.path, store, manifest)
+        self._lock = lock or WriteLock(self.path)
+        self.lexical = LexicalSide(self.path, store, manifest, self._lock)
         self._keys: tuple[int, list[str]] = (-1, [])  # (store revision, metadata keys) for filter checks
+        self._untrainable: set[str] = set()  # forced factories whose training failed in this process
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, encoder: EncoderInfo, factory: str = AUTO,
-               search: SearchParams | None = None) -> "GraceIndex":
-        """A new, empty index directory (an error if one is already there)."""
+               search: SearchParams | None = None, *, wait: float = 0.0) -> "GraceIndex":
+        """A new, empty index directory (an error if one is already there, or if the folder holds other files).
+
+        The new index holds the write lock (see :meth:`lock`) until it is closed.
+        """
         path = Path(path)
         if (path / MANIFEST_FILE).exists() or (path / STORE_FILE).exists():
             raise GraceIndexError(f"an index already exists at {path}; open it instead")
-        if path.exists() and not path.is_dir():
-            raise GraceIndexError(f"{path} is a file, not an index directory")
+        check_index_path(path)
         build_index(resolve_factory(factory, 0), encoder.dimension)  # validate before writing anything
         path.mkdir(parents=True, exist_ok=True)
-        store = ChunkStore(path / STORE_FILE, encoder.dimension)
-        store.set_meta({"format": FORMAT, "encoder": json.dumps(encoder.to_dict()), "factory_request": factory})
-        manifest = Manifest(encoder=encoder, factory_request=factory, search=search or SearchParams())
-        return cls._from_store(path, store, manifest)
+        lock = WriteLock(path)
+        lock.acquire(wait)
+        try:
+            if (path / STORE_FILE).exists():  # another process created it meanwhile
+                raise GraceIndexError(f"an index already exists at {path}; open it instead")
+            store = ChunkStore(path / STORE_FILE, encoder.dimension, create=True)
+            search = search or SearchParams()
+            store.set_meta(store_meta(encoder, factory, search))
+            manifest = Manifest(encoder=encoder, factory_request=factory, search=search)
+            return cls._from_store(path, store, manifest, lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
     def open(cls, path: Path, encoder: Any = None) -> "GraceIndex":
-        """Load an index; with ``encoder``, refuse one built by a different model."""
+        """Load an index, repairing what can be rebuilt from chunks.sqlite; with ``encoder``, refuse one
+        built by a different model."""
         path = Path(path)
-        if not path.is_dir():
-            raise GraceIndexError(f"no index at {path}; build one with `grace-rag index PATH --index {path}`")
-        if not (path / STORE_FILE).exists():
-            raise GraceIndexError(f"{path} is not a grace-rag index (no {STORE_FILE})")
-        if not (path / MANIFEST_FILE).exists() and not cls._recover_manifest(path):
-            raise GraceIndexError(f"{path} is not a grace-rag index (an empty {STORE_FILE}, no {MANIFEST_FILE})")
-        manifest = read_manifest(path / MANIFEST_FILE)
-        store = ChunkStore(path / STORE_FILE, manifest.encoder.dimension)
+        check_is_index(path)
+        store = ChunkStore(path / STORE_FILE, 0)
         try:
-            cls._check_owner(path, store, manifest, encoder)
-            index = cls(path, store, manifest, build_index(manifest.factory, manifest.encoder.dimension))
+            recorded = recorded_encoder(store)
+            store.dimension = recorded.dimension
+            lock = WriteLock(path)
+            manifest = load_manifest(path, store, recorded, lock)
+            if encoder is not None:
+                check_fingerprint(manifest.encoder, encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder), path)
+            index = cls(path, store, manifest, build_index(EXACT_FALLBACK, recorded.dimension), lock)
             index._load_faiss()
         except BaseException:
             store.close()
             raise
         return index
 
-    @staticmethod
-    def _check_owner(path: Path, store: ChunkStore, manifest: Manifest, encoder: Any) -> None:
-        """The manifest must describe this store, and ``encoder`` (if any) must be the one that built it."""
-        owner = json.loads(store.get_meta("encoder", "{}") or "{}").get("fingerprint")
-        if owner != manifest.encoder.fingerprint:
-            raise GraceIndexError(
-                f"{path / MANIFEST_FILE} does not belong to {path / STORE_FILE} (encoder fingerprints differ); "
-                "the directory mixes two indexes: delete it and re-index"
-            )
-        if encoder is not None:
-            info = encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder)
-            check_fingerprint(manifest.encoder, info, path)
-
     @classmethod
     def open_or_create(cls, path: Path, encoder: Any, factory: str | None = None) -> "GraceIndex":
-        """Open ``path`` (checking the encoder) or create it; recover a manifest lost in a crash."""
+        """Open ``path`` for writing (checking the encoder) or create it; recover a manifest lost in a crash."""
         info = encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder)
         index = cls.open_existing(path)
         if index is None:
@@ -119,44 +124,34 @@ class GraceIndex:
     def open_existing(cls, path: Path) -> "GraceIndex | None":
         """Open the index at ``path`` without an encoder check; None when there is none yet.
 
-        A chunk store left empty by a run killed while creating it is removed (there is nothing in it).
+        A chunk store left empty by a run killed while creating it is removed (there is nothing in
+        it), under the write lock so that a run creating it right now is never disturbed.
         """
         path = Path(path)
-        if (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists() and not cls._recover_manifest(path):
-            (path / STORE_FILE).unlink()  # killed before the store was initialised: start again
-        if not (path / STORE_FILE).exists():
+        remove_unborn_store(path)
+        if not (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists():
             return None
         return cls.open(path)
+
+    def lock(self, wait: float = 0.0) -> None:
+        """Take the directory's write lock (done by every change; held until :meth:`close`).
+
+        Another process holding it makes this wait up to ``wait`` seconds, then raise IndexBusyError.
+        """
+        self._lock.acquire(wait)
 
     def set_factory(self, factory: str | None) -> None:
         """Record a new FAISS factory request (``None`` keeps the current one); applied on the next refresh."""
         if factory is None or factory == self.manifest.factory_request:
             return
         build_index(resolve_factory(factory, 0), self.dimension)  # validate
+        self.lock()
         self.manifest.factory_request = factory
-        self.store.set_meta({"factory_request": factory})
+        self.store.set_meta({"factory_request": factory}, bump=False)  # no chunk changed; refresh() rebuilds FAISS
 
     @classmethod
-    def _recover_manifest(cls, path: Path) -> bool:
-        """Recreate manifest.json from the store after a crash during creation; False if the store is empty."""
-        store = ChunkStore(path / STORE_FILE, 0)
-        raw = store.get_meta("encoder")
-        request = store.get_meta("factory_request", AUTO) or AUTO
-        empty = store.count() == 0
-        store.close()
-        if raw is None:
-            if empty:
-                return False
-            raise GraceIndexError(f"{path / STORE_FILE} is not a grace-rag chunk store; delete {path} and re-index")
-        logger.warning("manifest.json missing in %s (interrupted creation); recreating it", path)
-        manifest = Manifest(encoder=EncoderInfo.from_dict(json.loads(raw)), factory_request=request)
-        write_manifest(path / MANIFEST_FILE, manifest)
-        return True
-
-    @classmethod
-    def _from_store(cls, path: Path, store: ChunkStore, manifest: Manifest) -> "GraceIndex":
-        manifest.factory = resolve_factory(manifest.factory_request, store.count())
-        index = cls(path, store, manifest, build_index(manifest.factory, manifest.encoder.dimension))
+    def _from_store(cls, path: Path, store: ChunkStore, manifest: Manifest, lock: WriteLock) -> "GraceIndex":
+        index = cls(path, store, manifest, build_index(EXACT_FALLBACK, manifest.encoder.dimension), lock)
         index._stale = True
         index.lexical.mark_changed()  # a new index: nothing on disk to load
         index.save()
@@ -173,6 +168,7 @@ class GraceIndex:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete chunks by id; return how many were stored."""
+        self.lock()
         removed = self.store.delete(ids)
         self._remove_vectors(removed)
         return len(removed)
@@ -183,6 +179,7 @@ class GraceIndex:
         Ingested files are stored by absolute path; the file is also forgotten, so indexing its
         folder again re-adds it if it still exists. Returns how many chunks were removed.
         """
+        self.lock()
         removed: list[int] = []
         for found in self.store.sources_under(str(source)):
             removed += self.store.forget_file(found)
@@ -195,6 +192,8 @@ class GraceIndex:
 
     def _write(self, chunks: Sequence[Chunk], vectors: np.ndarray, replace: bool) -> None:
         vectors = self._check_vectors(vectors, len(chunks))
+        check_chunks(chunks)
+        self.lock()
         replaced, written = self.store.upsert(chunks, vectors, replace=replace)
         self.lexical.mark_changed()
         self._remove_vectors(replaced)
@@ -214,10 +213,17 @@ class GraceIndex:
             self._stale = True  # HNSW graphs cannot forget a node: rebuild before the next search
 
     def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, -1) if n else np.zeros(
-            (0, self.dimension), np.float32)
+        try:
+            array = np.ascontiguousarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise GraceIndexError(f"expected {n} vector(s) of dimension {self.dimension} as float32 numbers ({exc})") from None
+        if n and array.ndim == 2 and array.shape[0] != n:
+            raise GraceIndexError(f"expected {n} vector(s) of dimension {self.dimension}, got an array of shape {array.shape}")
+        vectors = array.reshape(n, -1) if n else np.zeros((0, self.dimension), np.float32)
         if vectors.shape[1] != self.dimension:
             raise GraceIndexError(f"vectors have dimension {vectors.shape[1]}, the index expects {self.dimension}")
+        if not np.isfinite(vectors).all():
+            raise GraceIndexError("vectors hold NaN or infinite values; embeddings must be finite numbers")
         return vectors
 
     # -- search -----------------------------------------------------------------------
@@ -231,7 +237,9 @@ class GraceIndex:
         each side's best ``max(k, fusion.candidates)`` chunks as ``fusion`` says.
         """
         mode = choose_mode(mode, vector is not None, text is not None)
-        query = self._check_vectors(np.asarray(vector), 1) if vector is not None else None
+        if text is not None:
+            check_text(text, "the query text")
+        query = self._check_vectors(vector, 1) if vector is not None else None
         flt = self.resolve_filter(where)
         if k <= 0 or len(self) == 0:
             return []
@@ -283,40 +291,51 @@ class GraceIndex:
         return hits, encoding.rationales[0]
 
     # -- persistence ------------------------------------------------------------------
+    def wanted_factory(self) -> str:
+        """The factory to build now: the request, or exact search while a forced one cannot be trained yet."""
+        wanted = resolve_factory(self.manifest.factory_request, self.store.count(), self.dimension)
+        return EXACT_FALLBACK if wanted in self._untrainable else wanted
+
     def refresh(self) -> None:
         """Rebuild the in-memory FAISS index from the store if it lags behind or has the wrong type."""
-        wanted = resolve_factory(self.manifest.factory_request, self.store.count())
+        wanted = self.wanted_factory()
         if self._stale or wanted != self.manifest.factory:
             self.rebuild(wanted)
 
     def rebuild(self, factory: str | None = None) -> None:
-        """Build a fresh FAISS index from every vector in the chunk store."""
-        factory = factory or resolve_factory(self.manifest.factory_request, self.store.count())
-        index = build_index(factory, self.dimension)
-        sample = self.store.sample_vectors(training_size(index)) if not index.is_trained else None
-        if sample is not None and len(sample):
-            try:
-                index.train(sample)
-            except RuntimeError as exc:
-                raise GraceIndexError(
-                    f"cannot train FAISS index {factory!r} on {len(sample)} vectors ({str(exc).splitlines()[-1]}); "
-                    "use a smaller IVF or --factory auto"
-                ) from None
+        """Build a fresh FAISS index from every vector in the chunk store.
+
+        A forced factory that cannot be trained (too few vectors, or faiss refuses) gives exact
+        search instead, with a warning; the directory stays usable.
+        """
+        factory = factory or self.wanted_factory()
+        request = self.manifest.factory_request
+        if factory == EXACT_FALLBACK and request not in (AUTO, EXACT_FALLBACK) and request not in self._untrainable:
+            logger.warning("FAISS factory %r needs %s vectors to train and the index holds %s: search is exact (Flat) "
+                           "until it holds enough", request, f"{training_minimum(request, self.dimension):,}",
+                           f"{self.store.count():,}")
+        index = train_index(factory, self.dimension, self.store.sample_vectors)
+        if index is None:
+            self._untrainable.add(factory)
+            index = build_index(EXACT_FALLBACK, self.dimension)
         if index.is_trained and is_ivf(index) and self.store.count() >= SHARDED_MIN:
             index = fill_sharded(index, self.store.iter_vectors())  # parallel shards, merged into one
         else:
             for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
                 index.add_with_ids(vectors, fids)
         apply_search_params(index, self.manifest.search)
-        logger.info("rebuilt %s FAISS index with %d vectors", factory, index.ntotal)
-        self._index, self.manifest.factory, self._stale = index, factory, False
+        self._index, self._stale = index, False
+        self.manifest.factory = factory if factory not in self._untrainable else EXACT_FALLBACK
+        logger.info("rebuilt %s FAISS index with %d vectors", self.manifest.factory, index.ntotal)
 
     def save(self) -> None:
         """Write index.faiss and manifest.json atomically (the store is always up to date)."""
+        self.lock()
         self.refresh()
         data = faiss.serialize_index(self._index).tobytes()
         self.manifest.faiss_revision = self.store.revision
         self.manifest.faiss_bytes = len(data)
+        self.manifest.faiss_digest = bytes_digest(data)
         self.manifest.counts = {"chunks": self.store.count(), "files": len(self.store.file_hashes())}
         atomic_write_bytes(self.path / INDEX_FILE, data)
         self.lexical.sync()
@@ -326,34 +345,23 @@ class GraceIndex:
         remove_leftovers(self.path)
 
     def _load_faiss(self) -> None:
-        path = self.path / INDEX_FILE
-        if not path.exists():
-            logger.warning("%s is missing; rebuilding it from %s", path, STORE_FILE)
-            return self._rebuild_and_save()
-        if self.manifest.faiss_revision != self.store.revision:
-            logger.warning("%s is older than %s (interrupted run); rebuilding it", path, STORE_FILE)
-            return self._rebuild_and_save()
-        try:
-            if path.stat().st_size != self.manifest.faiss_bytes:
-                raise RuntimeError(f"size {path.stat().st_size} bytes, manifest says {self.manifest.faiss_bytes}")
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            raise GraceIndexError(
-                f"{path} is corrupted ({str(exc).strip().splitlines()[-1][:120]}); delete it and it will be "
-                f"rebuilt from {STORE_FILE} on the next load"
-            ) from None
-        if index.d != self.dimension or index.ntotal != self.store.count():
-            logger.warning("%s does not match %s; rebuilding it", path, STORE_FILE)
+        index, problem = read_faiss(self.path, self.manifest, self.store)
+        if index is None:
+            level = logging.INFO if self.manifest.recreated else logging.WARNING  # already said with the manifest
+            logger.log(level, "%s is %s; rebuilding it from %s", self.path / INDEX_FILE, problem, STORE_FILE)
             return self._rebuild_and_save()
         apply_search_params(index, self.manifest.search)
         self._index = index
 
     def _rebuild_and_save(self) -> None:
         self._stale = True
-        try:
-            self.save()
-        except OSError as exc:  # a read-only directory still gets a usable in-memory index
-            logger.warning("cannot write the rebuilt index to %s (%s)", self.path, exc)
+        with repairing(self._lock) as may_write:
+            if not may_write:  # another process is writing and will save: rebuild in memory on first search
+                return
+            try:
+                self.save()
+            except OSError as exc:  # a read-only directory still gets a usable in-memory index
+                logger.warning("cannot write the rebuilt index to %s (%s)", self.path, exc)
 
     # -- facts ------------------------------------------------------------------------
     @property
@@ -368,7 +376,7 @@ class GraceIndex:
 
     def info(self) -> dict[str, Any]:
         """Model, fingerprint, index type, counts and sizes on disk."""
-        sizes = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
+        sizes = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file() and p.name != LOCK_FILE}
         if (self.path / LEXICAL_DIR).is_dir():
             sizes[LEXICAL_DIR + "/"] = sum(p.stat().st_size for p in (self.path / LEXICAL_DIR).iterdir() if p.is_file())
         return {
@@ -390,7 +398,9 @@ class GraceIndex:
         }
 
     def close(self) -> None:
+        """Close the store and release the write lock (if this index took it)."""
         self.store.close()
+        self._lock.release()
 
     def __enter__(self) -> "GraceIndex":
         return self

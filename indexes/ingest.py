@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from grace_rag.errors import ConfigError, DataError
+from grace_rag.textio import TextError, file_name, shown
 from grace_rag.indexes.grace_index import GraceIndex
 from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
 from grace_rag.indexes.records import Chunk, EncoderInfo, check_fingerprint, content_hash
@@ -37,6 +38,8 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.chunk_overlap is not None and self.chunk_overlap < 0:
+            raise ConfigError(f"chunk_overlap must be at least 0 tokens, got {self.chunk_overlap}")
         if self.chunk_size is not None and self.chunk_size < 16:
             raise ConfigError(f"chunk_size must be at least 16 tokens, got {self.chunk_size}")
         if self.chunk_overlap is not None and self.chunk_size is not None and not 0 <= self.chunk_overlap < self.chunk_size:
@@ -97,6 +100,18 @@ def scan_folder(root: Path, extensions: Sequence[str]) -> list[Path]:
         if path.suffix.lower() in wanted:
             found.append(path)
     return sorted(found)
+
+
+def files_to_index(root: Path, extensions: Sequence[str]) -> list[Path]:
+    """``root`` itself (a file) or the supported files under it; DataError when there is nothing to index."""
+    if not root.exists():
+        raise DataError(f"{shown(root)} does not exist; pass a folder (or file) to index")
+    if file_name(root) is None:
+        raise DataError(f"the path {shown(root)} is not valid UTF-8; rename it (sources are stored as text)")
+    files = [root] if root.is_file() else scan_folder(root, extensions)
+    if not files:
+        raise DataError(f"no files to index under {root} (looked for {' '.join(extensions)}, recursively)")
+    return files
 
 
 def file_digest(path: Path) -> str:
@@ -194,7 +209,7 @@ class Indexer:
     def run(self, root: Path) -> IngestReport:
         started, report = time.perf_counter(), IngestReport()
         root = Path(root).resolve()
-        files = self._scan(root)
+        files = files_to_index(root, self.config.extensions)
         current = self._digests(files, report)
         plan = plan_changes(current, self.index.store.file_hashes(), root.as_posix())
         present = {path.as_posix() for path in files}
@@ -214,24 +229,18 @@ class Indexer:
         return report
 
     def _digests(self, files: list[Path], report: IngestReport) -> dict[str, str]:
-        """{path: content hash} of the files that can be read."""
+        """{path: content hash} of the files that can be read (and whose names are text)."""
         report.files_seen = len(files)
         current = {}
         for path in files:
+            name = file_name(path)
             try:
-                current[path.as_posix()] = file_digest(path)
-            except OSError as exc:
-                self._skip(report, path.as_posix(), exc)
+                if name is None:
+                    raise TextError(path, "the file name is not valid UTF-8; rename the file to index it")
+                current[name] = file_digest(path)
+            except (OSError, TextError) as exc:
+                self._skip(report, shown(path), exc)
         return current
-
-    def _scan(self, root: Path) -> list[Path]:
-        if not root.exists():
-            raise DataError(f"{root} does not exist; pass a folder (or file) to index")
-        files = [root] if root.is_file() else scan_folder(root, self.config.extensions)
-        if not files:
-            kinds = " ".join(self.config.extensions)
-            raise DataError(f"no files to index under {root} (looked for {kinds}, recursively)")
-        return files
 
     def _forget(self, path: str) -> int:
         removed = self.index.store.forget_file(path)
@@ -252,7 +261,10 @@ class Indexer:
         return documents
 
     def _skip(self, report: IngestReport, path: str, exc: BaseException) -> None:
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if isinstance(exc, TextError):
+            reason = exc.detail
+        else:
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         logger.warning("skipping %s (%s)", path, reason)
         report.skipped.append((path, reason))
 

@@ -9,7 +9,6 @@ documents in place, so the index is rebuilt from the chunk store after changes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from grace_rag.indexes.files import LEXICAL_DIR, apply_modes, directory_digest  # noqa: F401 (re-exported)
+
 logger = logging.getLogger(__name__)
 
-LEXICAL_DIR = "lexical"
 FIDS_FILE = "fids.npy"
 STEMMER = "english"
 STOPWORDS = "en"
@@ -61,17 +61,6 @@ def top_positive(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero(scores > 0)
     order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
     return order, scores[order]
-
-
-def directory_digest(folder: Path) -> str:
-    """A content hash of every file in ``folder`` (names and bytes, in name order)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 class LexicalIndex:
@@ -119,6 +108,7 @@ class LexicalIndex:
             if self.model is not None:
                 self.model.save(tmp, allow_pickle=False, show_progress=False)
             np.save(tmp / FIDS_FILE, self.fids, allow_pickle=False)
+            apply_modes([tmp, *tmp.iterdir()])  # mkdtemp makes 0700; index files follow the user's umask
             for path in tmp.iterdir():
                 _fsync(path)
             digest = directory_digest(tmp)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalDamage, LexicalIndex, check_revision
+from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, read_manifest, write_manifest
 from grace_rag.indexes.store import ChunkStore
 
@@ -25,10 +26,11 @@ MANIFEST_FILE = "manifest.json"
 class LexicalSide:
     """The lexical index of one directory: loaded on first use, rebuilt when the store moved on."""
 
-    def __init__(self, path: Path, store: ChunkStore, manifest: Manifest) -> None:
+    def __init__(self, path: Path, store: ChunkStore, manifest: Manifest, lock: WriteLock | None = None) -> None:
         self.path = Path(path)
         self.store = store
         self.manifest = manifest
+        self.lock = lock  # repairs on disk only while this process may write (see indexes.lock)
         self._index: LexicalIndex | None = None
         self._changed = False  # this process changed the store since opening it
 
@@ -51,7 +53,8 @@ class LexicalSide:
                 self._index = LexicalIndex.load(self.path, self.manifest.lexical_digest, revision, self.store.count())
                 return self._index
             except LexicalDamage as damage:
-                logger.warning("lexical index of %s is %s; building it from chunks.sqlite", self.path, damage)
+                level = logging.INFO if self.manifest.recreated else logging.WARNING  # said with the manifest
+                logger.log(level, "lexical index of %s is %s; building it from chunks.sqlite", self.path, damage)
                 self._index = self._rebuild(revision)
                 if repair and self.manifest.faiss_revision == revision:
                     self._repair_on_disk(self._index)
@@ -76,14 +79,17 @@ class LexicalSide:
 
     def _repair_on_disk(self, index: LexicalIndex) -> None:
         """Write lexical/ and only the lexical fields of manifest.json (another process may own the rest)."""
-        try:
-            digest = index.save(self.path)
-            on_disk = read_manifest(self.path / MANIFEST_FILE)
-            on_disk.lexical_revision, on_disk.lexical_digest = index.revision, digest
-            write_manifest(self.path / MANIFEST_FILE, on_disk)
-        except (OSError, GraceIndexError) as exc:  # a read-only directory still searches from memory
-            logger.warning("cannot write the rebuilt lexical index to %s (%s)", self.path, exc)
-            return
+        with repairing(self.lock) as may_write:
+            if not may_write:  # another process is writing: it rewrites lexical/ itself; search from memory
+                return
+            try:
+                digest = index.save(self.path)
+                on_disk = read_manifest(self.path / MANIFEST_FILE)
+                on_disk.lexical_revision, on_disk.lexical_digest = index.revision, digest
+                write_manifest(self.path / MANIFEST_FILE, on_disk)
+            except (OSError, GraceIndexError) as exc:  # a read-only directory still searches from memory
+                logger.warning("cannot write the rebuilt lexical index to %s (%s)", self.path, exc)
+                return
         self.manifest.lexical_revision, self.manifest.lexical_digest = index.revision, digest
 
     def loaded_documents(self) -> int | None:

@@ -11,11 +11,16 @@ from typing import Any
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import AUTO, SearchParams
+from grace_rag.indexes.files import file_mode
 from grace_rag.indexes.lexical import SETTINGS as LEXICAL_SETTINGS
 from grace_rag.indexes.records import EncoderInfo
 
 FORMAT = "grace-rag-index"
 FORMAT_VERSION = 1
+
+
+class ManifestDamage(GraceIndexError):
+    """manifest.json is missing, empty, truncated or malformed: it is recreated from chunks.sqlite."""
 
 
 @dataclass
@@ -29,9 +34,11 @@ class Manifest:
     metric: str = "inner_product"
     faiss_revision: int = -1  # chunk-store revision that index.faiss reflects
     faiss_bytes: int = 0
+    faiss_digest: str = ""  # checksum of index.faiss (files.bytes_digest); "" in indexes written before it
     lexical_revision: int = -1  # chunk-store revision that lexical/ reflects (-1: none yet)
     lexical_digest: str = ""  # content hash of the files in lexical/
     counts: dict[str, int] = field(default_factory=dict)
+    recreated: bool = field(default=False, compare=False)  # rebuilt from chunks.sqlite in this process (not saved)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +52,7 @@ class Manifest:
             "search": self.search.to_dict(),
             "faiss_revision": self.faiss_revision,
             "faiss_bytes": self.faiss_bytes,
+            "faiss_digest": self.faiss_digest,
             "lexical": {"revision": self.lexical_revision, "digest": self.lexical_digest, **LEXICAL_SETTINGS},
             "counts": self.counts,
         }
@@ -52,13 +60,17 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> "Manifest":
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise GraceIndexError(f"{path} is not a grace-rag manifest (no \"format\": \"{FORMAT}\")")
+            raise ManifestDamage(f"{path} is not a grace-rag manifest (no \"format\": \"{FORMAT}\")")
         if data.get("format_version") != FORMAT_VERSION:
             raise GraceIndexError(
-                f"{path} has index format version {data.get('format_version')!r}; this grace-rag reads "
-                f"version {FORMAT_VERSION}: re-index with this version"
+                f"{path} has index format version {data.get('format_version')!r}; this grace-rag reads version "
+                f"{FORMAT_VERSION}: upgrade grace-rag (pip install -U grace-rag) to read it, or, if the file was edited "
+                f"by hand, delete only {path.name}: it is recreated from chunks.sqlite"
             )
         try:
+            if "dimension" in data and data["dimension"] != data["encoder"]["dimension"]:
+                raise ValueError(f"dimension {data['dimension']!r} differs from encoder.dimension "
+                                 f"{data['encoder']['dimension']!r}")
             return cls(
                 encoder=EncoderInfo.from_dict(data["encoder"]),
                 factory_request=str(data["factory_request"]),
@@ -67,29 +79,30 @@ class Manifest:
                 metric=str(data.get("metric", "inner_product")),
                 faiss_revision=int(data.get("faiss_revision", -1)),
                 faiss_bytes=int(data.get("faiss_bytes", 0)),
+                faiss_digest=str(data.get("faiss_digest", "")),
                 lexical_revision=int(data.get("lexical", {}).get("revision", -1)),  # absent before hybrid search
                 lexical_digest=str(data.get("lexical", {}).get("digest", "")),
                 counts={k: int(v) for k, v in data.get("counts", {}).items()},
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GraceIndexError(f"{path} is missing or has a malformed field ({exc}); re-index") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ManifestDamage(f"{path} has a missing or malformed field ({type(exc).__name__}: {exc})") from None
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Parse manifest.json, with one clear error for a missing or corrupted file."""
+    """Parse manifest.json: ManifestDamage when it is missing or unreadable, GraceIndexError for another version."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise GraceIndexError(
-            f"{path.parent} is not a grace-rag index (no manifest.json); build one with `grace-rag index PATH --index {path.parent}`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GraceIndexError(f"cannot read {path} ({exc})") from None
+        raise ManifestDamage(f"{path} is missing") from None
+    except OSError as exc:
+        raise GraceIndexError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise ManifestDamage(f"{path} is empty ({len(data)} bytes)")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GraceIndexError(f"{path} is corrupted (invalid JSON: {exc}); delete the index directory and re-index") from None
-    return Manifest.from_dict(data, path)
+        return Manifest.from_dict(json.loads(data.decode("utf-8")), path)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ManifestDamage(f"{path} is not valid JSON ({str(exc)[:120]})") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -97,6 +110,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; index files follow the user's umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -10,6 +10,8 @@ from typing import Any
 from llama_index.core import Document
 from llama_index.core.readers.base import BaseReader
 
+from grace_rag import textio
+
 TEXT_EXTENSIONS = (".txt", ".md", ".rst")
 SUPPORTED_EXTENSIONS = (*TEXT_EXTENSIONS, ".html", ".htm", ".pdf", ".docx")
 
@@ -48,10 +50,10 @@ class _TextExtractor(HTMLParser):
 
 
 class TextReader(BaseReader):
-    """Plain text, Markdown or reStructuredText file -> its text (UTF-8; other encodings are an error)."""
+    """Plain text, Markdown or reStructuredText file -> its text (UTF-8; other bytes are an error at file:line)."""
 
     def load_data(self, file: Path, extra_info: dict | None = None, **kwargs: Any) -> list[Document]:
-        return [Document(text=Path(file).read_text(encoding="utf-8"), metadata=extra_info or {})]
+        return [Document(text=textio.read_text(file), metadata=extra_info or {})]
 
 
 class HtmlReader(BaseReader):
@@ -59,7 +61,7 @@ class HtmlReader(BaseReader):
 
     def load_data(self, file: Path, extra_info: dict | None = None, **kwargs: Any) -> list[Document]:
         parser = _TextExtractor()
-        parser.feed(Path(file).read_text(encoding="utf-8"))
+        parser.feed(textio.read_text(file))
         return [Document(text=parser.text(), metadata=extra_info or {})]
 
 
@@ -94,9 +96,10 @@ FILE_READERS: dict[str, BaseReader] = {
 
 
 def read_text(path: Path) -> str:
-    """The text of one file; raises (OSError, ValueError, ...) when it cannot be read."""
+    """The text of one file; raises (OSError, ValueError, DataError for bytes that are not text, ...) when it cannot be read."""
     path = Path(path)
     reader = FILE_READERS.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"unsupported file type {path.suffix!r}; supported: {' '.join(SUPPORTED_EXTENSIONS)}")
-    return "\n\n".join(doc.text for doc in reader.load_data(path) if doc.text.strip())
+    text = "\n\n".join(doc.text for doc in reader.load_data(path) if doc.text.strip())
+    return textio.check_text(text, f"the text read from {textio.shown(path)}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.textio import is_text
 
 
 def content_hash(text: str) -> str:
@@ -106,6 +109,27 @@ class EncoderInfo:
             dimension=int(data["dimension"]),
             settings=dict(data.get("settings", {})),
         )
+
+
+def check_chunks(chunks: Sequence[Chunk]) -> None:
+    """A GraceIndexError naming the first chunk the store cannot hold (non-text fields, unserialisable metadata)."""
+    for i, chunk in enumerate(chunks):
+        if not isinstance(chunk, Chunk):
+            raise GraceIndexError(f"chunks[{i}] is {type(chunk).__name__}, expected a Chunk")
+        for name in ("id", "text", "source", "rationale"):
+            value = getattr(chunk, name)
+            if not isinstance(value, str) or not is_text(value):
+                raise GraceIndexError(f"chunks[{i}].{name} must be UTF-8 text, got {value!r:.80}")
+        if not chunk.id:
+            raise GraceIndexError(f"chunks[{i}].id is empty; every chunk needs an id")
+        if not isinstance(chunk.position, int) or isinstance(chunk.position, bool):
+            raise GraceIndexError(f"chunks[{i}].position must be an integer, got {chunk.position!r}")
+        try:
+            json.dumps(chunk.metadata, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise GraceIndexError(f"chunks[{i}].metadata must be JSON (strings, numbers, lists, dicts): {exc}") from None
+        if not isinstance(chunk.metadata, dict):
+            raise GraceIndexError(f"chunks[{i}].metadata must be a dict, got {type(chunk.metadata).__name__}")
 
 
 def check_fingerprint(built_with: EncoderInfo, encoder: EncoderInfo, where: Path) -> None:

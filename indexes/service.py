@@ -15,9 +15,11 @@ from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where as parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
 from grace_rag.indexes.grace_index import MANIFEST_FILE, GraceIndex
-from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress
+from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress, files_to_index
 from grace_rag.indexes.manifest import read_manifest
 from grace_rag.indexes.records import EncoderInfo
+from grace_rag.indexes.files import check_index_path
+from grace_rag.errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,20 @@ def load_encoder(model: str | None, settings: dict[str, Any], device: str = "aut
     if rationale_tokens is not None:
         config["max_rationale_tokens"] = rationale_tokens
     kwargs: dict[str, Any] = {"config": EncoderConfig(**config), "device": device}
-    return GraceEncoder(model=model, **kwargs) if model else GraceEncoder(**kwargs)
+    return GraceEncoder(model=model, **kwargs) if model is not None else GraceEncoder(**kwargs)
+
+
+def load_recorded_encoder(index_dir: Path, recorded: EncoderInfo, device: str = "auto") -> Any:
+    """The encoder an index was built with (its manifest names it); a model that cannot be loaded names the index.
+
+    The name is only loaded from, never written into, and the encoder's fingerprint is then checked
+    against the index's, so a manifest that points elsewhere cannot mix vectors.
+    """
+    try:
+        return load_encoder(recorded.model_name, recorded.settings, device)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"index {index_dir} was built with model {recorded.model_name!r}, which cannot be "
+                                 f"loaded now ({exc}); pass the same model with --model") from None
 
 
 def _differs(request: IndexRequest, recorded: EncoderInfo) -> bool:
@@ -88,18 +103,23 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
         raise GraceIndexError(f"{request.path} does not exist; pass a folder (or file) to index")
     indexer = _indexer_class(request)
     index = GraceIndex.open_existing(request.index_dir)
-    if index is None:
+    if index is None:  # nothing is written before the folder, the files and the model are known to be good
+        check_index_path(Path(request.index_dir))
+        files_to_index(Path(request.path).resolve(), request.ingest.extensions)
         encoder = encoder or load_encoder(request.model, {}, request.device, overrides=request.settings)
-        index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder), request.factory or "auto")
+        index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder),
+                                  "auto" if request.factory is None else request.factory)
     recorded = index.manifest.encoder
     try:
+        index.lock()  # one writer at a time: a second run stops here, before reading or embedding anything
         if encoder is None and _differs(request, recorded):
-            encoder = load_encoder(request.model or recorded.model_name, recorded.settings, request.device,
+            encoder = load_encoder(recorded.model_name if request.model is None else request.model,
+                                   recorded.settings, request.device,
                                    overrides=request.settings)
         index.set_factory(request.factory)
 
         def loader() -> Any:
-            return load_encoder(recorded.model_name, recorded.settings, request.device)
+            return load_recorded_encoder(index.path, recorded, request.device)
 
         return indexer(index, encoder, request.ingest, progress, load_encoder=loader).run(request.path)
     finally:
@@ -135,7 +155,8 @@ def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, w
         index.resolve_filter(where)
         if encoder is None and mode is not SearchMode.LEXICAL:
             recorded = index.manifest.encoder
-            encoder = load_encoder(model or recorded.model_name, recorded.settings, device)
+            encoder = (load_encoder(model, recorded.settings, device) if model is not None
+                       else load_recorded_encoder(index.path, recorded, device))
         hits, rationale = index.query(encoder, text, k=k, where=where, mode=mode, fusion=fusion)
     result: dict[str, Any] = {"query": text, "mode": mode.value, "hits": [h.to_dict() for h in hits]}
     if mode is SearchMode.HYBRID:
@@ -152,6 +173,7 @@ def delete_sources(index_dir: Path, paths: list[str]) -> dict[str, Any]:
     """Remove everything indexed from ``paths`` (files or folders); no model is loaded."""
     removed: dict[str, int] = {}
     with open_index(index_dir) as index:
+        index.lock()
         for path in paths:
             found = {source: index.store.sources_under(source) for source in source_forms(path)}
             if not any(found.values()):

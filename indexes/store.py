@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.files import apply_modes
 from grace_rag.indexes.filters import Filter, to_sql
 from grace_rag.indexes.records import Chunk, Hit
 
@@ -45,31 +47,86 @@ def _vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
-class ChunkStore:
-    """One SQLite file holding every chunk; each write is one transaction and bumps ``revision``."""
+TABLES = {"meta", "chunks", "files"}
+STORE_VERSION = 1  # meta "store_version"; a store without it is version 1
 
-    def __init__(self, path: Path, dimension: int) -> None:
+
+def store_state(path: Path) -> str:
+    """What the file at ``path`` is, read without writing: "missing", "unborn" (empty, or created by a
+    run killed before it recorded its encoder), "store" (a chunk store) or "foreign"."""
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "unborn"
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables - TABLES - {"sqlite_sequence"}:
+                return "foreign"
+            if not TABLES <= tables:  # a schema half written by a run killed before this was one transaction
+                return "unborn"
+            born = db.execute("SELECT 1 FROM meta WHERE key = 'encoder'").fetchone() is not None
+            empty = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
+    except sqlite3.DatabaseError:
+        return "foreign"
+    return "store" if born or not empty else "unborn"
+
+
+class ChunkStore:
+    """One SQLite file holding every chunk; each write is one transaction and bumps ``revision``.
+
+    ``create=True`` makes a new store; otherwise the file must already be a chunk store, and
+    nothing is written into a file that is not one (an emptied or foreign file is an error).
+    """
+
+    def __init__(self, path: Path, dimension: int, *, create: bool = False) -> None:
         self.path = Path(path)
         self.dimension = dimension
+        if not create and not self.path.is_file():
+            raise GraceIndexError(f"{self.path} is missing; it holds the index's chunks and cannot be rebuilt from the "
+                                  "other files: restore it, or index the files again into a new folder (--index NEW)")
+        if not create and self.path.stat().st_size == 0:
+            raise GraceIndexError(self._damaged("it is empty: 0 bytes"))
         try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None)
-            self._db.executescript(SCHEMA)
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}",
+                                       uri=True, isolation_level=None)
+            if create:
+                self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")  # all tables or none, even if killed
+            self._check_schema()
             self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
-            raise GraceIndexError(
-                f"{self.path} is not a readable SQLite chunk store ({exc}); "
-                "delete the index directory and re-index"
-            ) from None
+            raise GraceIndexError(self._damaged(str(exc))) from None
+        if create:
+            apply_modes([self.path])
+
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not TABLES <= tables:
+            self._db.close()
+            raise GraceIndexError(f"{self.path} is not a grace-rag chunk store (it has no {', '.join(sorted(TABLES - tables))} "
+                                  "table); point --index at a grace-rag index directory")
+        version = self._db.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
+        if version is not None and str(version[0]) != str(STORE_VERSION):
+            self._db.close()
+            raise GraceIndexError(f"{self.path} has store version {version[0]}; this grace-rag reads version "
+                                  f"{STORE_VERSION}: upgrade grace-rag (pip install -U grace-rag) to read it")
+
+    def _damaged(self, why: str) -> str:
+        return (f"{self.path} is damaged ({why}); it is the index's source of truth and cannot be rebuilt from the "
+                "other files: restore it from a backup, or index the files again into a new folder (--index NEW)")
 
     # -- meta -------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self._query("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
-    def set_meta(self, values: dict[str, str]) -> None:
+    def set_meta(self, values: dict[str, str], *, bump: bool = True) -> None:
+        """Record settings; ``bump=False`` for ones that change no chunk (the derived files stay current)."""
         with self._transaction():
             self._set_meta(values)
-            self._bump()
+            if bump:
+                self._bump()
 
     @property
     def revision(self) -> int:
@@ -241,19 +298,17 @@ class ChunkStore:
     def _vector(self, blob: bytes) -> np.ndarray:
         vector = np.frombuffer(blob, dtype=np.float32)
         if vector.shape[0] != self.dimension:
-            raise GraceIndexError(
-                f"{self.path} holds a vector of dimension {vector.shape[0]}, expected {self.dimension}; "
-                "the chunk store is corrupted: delete the index directory and re-index"
-            )
+            raise GraceIndexError(self._damaged(f"it holds a vector of dimension {vector.shape[0]}, "
+                                                f"the index's dimension is {self.dimension}"))
         return vector
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, params)
-        except sqlite3.DatabaseError as exc:
-            raise GraceIndexError(
-                f"cannot read the chunk store {self.path} ({exc}); delete the index directory and re-index"
-            ) from None
+        except sqlite3.OperationalError as exc:  # locked, or a query this store cannot run: nothing is damaged
+            raise GraceIndexError(f"cannot read the chunk store {self.path} ({exc})") from None
+        except sqlite3.DatabaseError as exc:  # malformed pages, not a database
+            raise GraceIndexError(self._damaged(str(exc))) from None
 
     def _set_meta(self, values: dict[str, str]) -> None:
         self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))

@@ -12,6 +12,8 @@ from typing import Any
 
 from grace_rag.config import Layer, Pooling, parse_choice
 from grace_rag.errors import ConfigError, choice_error
+from grace_rag.fieldtypes import check_field_types
+from grace_rag.textio import read_text
 
 try:
     import tomllib
@@ -130,6 +132,7 @@ class TrainConfig:
         self.objective = parse_choice(Objective, self.objective, "objective")
         self.estimator = parse_choice(Estimator, self.estimator, "estimator")
         self.reward_variant = parse_choice(RewardVariant, self.reward_variant, "reward variant")
+        check_field_types(self)  # types first (one line per field), then the ranges below
         self._check()
 
     def _check(self) -> None:
@@ -184,6 +187,14 @@ class TrainConfig:
             raise choice_error("mixed precision", self.mixed_precision, valid_mp)
         need(self.save_every >= 0 and self.eval_every >= 0, "save_every and eval_every must be >= 0")
         need(self.eval_queries >= 1, f"eval_queries must be >= 1, got {self.eval_queries}")
+        need(self.rollouts >= 1, f"rollouts must be >= 1, got {self.rollouts}")
+        need(self.lora_alpha >= 1, f"lora_alpha must be >= 1, got {self.lora_alpha}")
+        need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
+        need(min(self.lambda_consistency, self.lambda_hard, self.contrastive_weight) >= 0
+             and (self.contrastive_weight_end is None or self.contrastive_weight_end >= 0),
+             "lambda_consistency, lambda_hard, contrastive_weight and contrastive_weight_end must be >= 0")
+        need(bool(self.eval_split.strip()), "eval_split must name a qrels split, e.g. dev")
 
     @property
     def query_tokens(self) -> int:
@@ -239,7 +250,7 @@ def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)  # bytes that are not UTF-8: one line with file:line:column
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:

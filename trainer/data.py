@@ -9,6 +9,7 @@ from typing import Any
 
 from grace_rag.errors import DataError
 from grace_rag.jsonl import read_jsonl
+from grace_rag.textio import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ def load_texts(path: str | Path) -> list[str]:
     elif path.suffix.lower() == ".jsonl":
         texts = _jsonl_texts(path)
     elif path.is_file():
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            texts = [line.strip() for line in handle if line.strip()]
+        texts = [line.strip() for _, line in read_lines(path) if line.strip()]  # bad bytes: file:line
     else:
         raise DataError(f"{path}: no such file or folder")
     if not texts:

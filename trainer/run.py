@@ -129,7 +129,7 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     existing = list_checkpoints(work)
     if existing and not resume:
         raise ConfigError(f"{work} holds checkpoints of an earlier run; pass --resume to continue it "
-                          "or delete that folder to start over")
+                          "or pass another --out to start over")
     if resume and not existing:
         raise ConfigError(f"nothing to resume: no checkpoint in {work}")
     data = load_data(config, data_path)

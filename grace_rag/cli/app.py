@@ -1,34 +1,81 @@
 """The ``grace-rag`` command: builds the typer app from the command-group modules.
 
 Every ``GraceError`` (and a missing optional dependency) becomes one red line on stderr and
-exit code 1; library tracebacks never reach the user.
+exit code 1; a usage error (unknown option, bad number) is one line too, with exit code 2;
+library tracebacks never reach the user. Text arguments are checked at this one boundary
+(:mod:`grace_rag.textio`): a query or filter that is not valid UTF-8 is one line, not a crash.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+
+try:  # typer 0.2x vendors click as typer._click (pinned in constraints.txt)
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - typer versions that use click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError
 
 from grace_rag.errors import GraceError
+from grace_rag.textio import check_text, shown
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``message`` as one red line on stderr; return the exit to raise."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """Print ``message`` as one red line on stderr (undecodable bytes as ``\\xNN``); return the exit to raise."""
+    typer.secho(f"error: {shown(message)}", fg=typer.colors.RED, err=True)
     return typer.Exit(1)
 
 
+class OneLineUsageError(UsageError):
+    """A click usage error shown as one red line (with where to find help) instead of a usage block."""
+
+    def show(self, file: Any = None) -> None:
+        command = self.ctx.command_path if self.ctx is not None else "grace-rag"
+        typer.secho(f"error: {self.format_message()} (see `{command} --help`)", fg=typer.colors.RED, err=True)
+
+
+def _one_line(exc: UsageError) -> UsageError:
+    if isinstance(exc, (OneLineUsageError, NoArgsIsHelpError)):
+        return exc
+    return OneLineUsageError(exc.format_message(), exc.ctx)
+
+
 class _GraceGroup(TyperGroup):
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            raise _one_line(exc) from None
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            raise _one_line(exc) from None
         except GraceError as exc:
             raise fail(str(exc)) from None
         except ImportError as exc:  # optional extras: the message names what to install
             raise fail(str(exc)) from None
+
+
+class GraceCommand(TyperCommand):
+    """A command whose text parameters (``str`` values; paths arrive as ``Path``) must be valid UTF-8."""
+
+    def invoke(self, ctx: Any) -> Any:
+        for param in self.params:
+            values = ctx.params.get(param.name)
+            for value in values if isinstance(values, (list, tuple)) else [values]:
+                if isinstance(value, str):
+                    check_text(value, _param_name(param))
+        return super().invoke(ctx)
+
+
+def _param_name(param: Any) -> str:
+    if param.param_type_name == "argument":
+        return f"the {param.name.upper()} argument"
+    return "/".join(param.opts)
 
 
 app = typer.Typer(
@@ -42,11 +89,24 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show library logs and progress bars (model loading, conversion).")] = False,
+) -> None:
+    """Embeddings that reason: index, search, explain, evaluate and train GRACE encoders."""
+    from grace_rag.cli.output import configure_output
+
+    configure_output(verbose)
+
+
 def _register_commands() -> None:
     from grace_rag.cli import encode, eval, index, serve, train
 
     for module in (index, encode, eval, train, serve):
         module.register(app)
+    for command in app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = GraceCommand
 
 
 _register_commands()
@@ -54,14 +114,7 @@ _register_commands()
 
 def main() -> None:
     """Console-script entry point."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
+    from grace_rag.cli.output import install_log_handler
+
+    install_log_handler()
     app()
-
-
-def _quiet_libraries() -> None:
-    """The CLI draws its own progress: no weight-loading bars or info chatter from transformers."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()

@@ -17,6 +17,7 @@ from typing import Any
 
 from grace_rag.errors import DataError
 from grace_rag.jsonl import read_jsonl
+from grace_rag.textio import read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -104,20 +105,18 @@ def read_corpus(path: str | Path) -> dict[str, str]:
 def _read_qrels(path: Path) -> list[tuple[int, str, str, int]]:
     """Read ``(line, query id, doc id, score)`` rows, skipping a ``query-id`` header."""
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip() or (number == 1 and line.lower().startswith("query-id")):
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise _fail(path, number, f"expected 3 tab-separated columns "
-                                          f"(query-id, corpus-id, score), got {len(parts)}")
-            try:
-                score = int(parts[2])
-            except ValueError:
-                raise _fail(path, number, f"score must be an integer, got {parts[2]!r}") from None
-            rows.append((number, parts[0], parts[1], score))
+    for number, line in read_lines(path):
+        if not line.strip() or (number == 1 and line.lower().startswith("query-id")):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise _fail(path, number, f"expected 3 tab-separated columns "
+                                      f"(query-id, corpus-id, score), got {len(parts)}")
+        try:
+            score = int(parts[2])
+        except ValueError:
+            raise _fail(path, number, f"score must be an integer, got {parts[2]!r}") from None
+        rows.append((number, parts[0], parts[1], score))
     return rows
 
 
@@ -172,14 +171,12 @@ def load_sts(path: str | Path, name: str | None = None) -> StsDataset:
         raise DataError(f"{path}: STS file not found")
     pairs: list[tuple[str, str]] = []
     scores: list[float] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip() or (number == 1 and line.lower().startswith("score\t")):
-                continue
-            score, first, second = _parse_sts_line(path, number, line)
-            pairs.append((first, second))
-            scores.append(score)
+    for number, line in read_lines(path):
+        if not line.strip() or (number == 1 and line.lower().startswith("score\t")):
+            continue
+        score, first, second = _parse_sts_line(path, number, line)
+        pairs.append((first, second))
+        scores.append(score)
     if len(pairs) < 2:
         raise DataError(f"{path}: needs at least 2 sentence pairs to compute a correlation")
     split = path.stem.rsplit("-", 1)[-1]

@@ -11,8 +11,9 @@ import grace_rag.indexes.factory as factory_module
 import grace_rag.indexes.search as search_module
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes import Chunk, EncoderInfo, GraceIndex
-from grace_rag.indexes.grace_index import INDEX_FILE, MANIFEST_FILE, STORE_FILE
+from grace_rag.indexes.grace_index import INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE
 from grace_rag.indexes.lexical import LEXICAL_DIR
+from grace_rag.indexes.store import SCHEMA
 
 FACTORIES = ["Flat", "HNSW32", "IVF4,Flat"]
 DIM = 16
@@ -150,28 +151,35 @@ def test_changes_without_save_are_recovered_from_the_store(tmp_path, info):
     assert "c0" not in ids(reopened.search(vectors[0], k=20)) and len(reopened) == 20
 
 
-def test_corrupted_faiss_file_is_a_clear_error(tmp_path, info):
-    filled(tmp_path / "ix", info, n=20)[0].close()
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
+def test_a_damaged_faiss_file_is_rebuilt_from_the_store(tmp_path, info, caplog, damage):
+    index, vectors = filled(tmp_path / "ix", info, n=20)
+    index.close()
     path = tmp_path / "ix" / INDEX_FILE
-    path.write_bytes(b"\x00garbage" * (path.stat().st_size // 8))
-    with pytest.raises(GraceIndexError, match="index.faiss is corrupted.*delete it"):
-        GraceIndex.open(tmp_path / "ix")
-
-
-def test_truncated_faiss_file_is_a_clear_error(tmp_path, info):
-    filled(tmp_path / "ix", info, n=20)[0].close()
-    path = tmp_path / "ix" / INDEX_FILE
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(GraceIndexError, match="corrupted"):
-        GraceIndex.open(tmp_path / "ix")
+    data = bytearray(path.read_bytes())
+    if damage == "garbage":
+        data = bytearray(b"\x00garbage" * (len(data) // 8))
+    elif damage == "truncated":
+        data = data[:-100]
+    else:  # same size, vector bytes changed: only the checksum can tell
+        data[-200:-100] = bytes(b ^ 0x5A for b in data[-200:-100])
+    path.write_bytes(bytes(data))
+    with GraceIndex.open(tmp_path / "ix") as reopened:
+        assert [m for m in caplog.messages if "index.faiss is damaged" in m and "rebuilding it" in m]
+        assert reopened.search(vectors[3], k=1)[0].id == "c3"
+        assert reopened.search(vectors[3], k=1)[0].score == pytest.approx(1.0, abs=1e-5)
+    assert GraceIndex.open(tmp_path / "ix").manifest.faiss_digest  # rewritten with its checksum
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"format": "something-else"}', '{"format": "grace-rag-index", "format_version": 1}', ""])
-def test_corrupted_manifest_is_a_clear_error(tmp_path, info, content):
-    filled(tmp_path / "ix", info, n=5)[0].close()
+def test_a_damaged_manifest_is_recreated_from_the_store(tmp_path, info, caplog, content):
+    index, vectors = filled(tmp_path / "ix", info, n=5)
+    index.close()
     (tmp_path / "ix" / MANIFEST_FILE).write_text(content)
-    with pytest.raises(GraceIndexError, match="manifest"):
-        GraceIndex.open(tmp_path / "ix")
+    with GraceIndex.open(tmp_path / "ix", encoder=info) as reopened:
+        assert reopened.search(vectors[2], k=1)[0].id == "c2"
+    assert any("recreating it (and index.faiss, lexical/) from chunks.sqlite" in m for m in caplog.messages)
+    assert json.loads((tmp_path / "ix" / MANIFEST_FILE).read_text())["encoder"]["fingerprint"] == info.fingerprint
 
 
 def test_corrupted_sqlite_is_a_clear_error(tmp_path, info):
@@ -213,7 +221,7 @@ def test_a_manifest_from_another_index_is_refused(tmp_path, info):
 def test_saving_leaves_no_temporary_files(tmp_path, info):
     index, _ = filled(tmp_path / "ix", info, n=5)
     index.save()
-    assert {p.name for p in (tmp_path / "ix").iterdir()} == {INDEX_FILE, STORE_FILE, MANIFEST_FILE, LEXICAL_DIR}
+    assert {p.name for p in (tmp_path / "ix").iterdir()} == {INDEX_FILE, STORE_FILE, MANIFEST_FILE, LEXICAL_DIR, LOCK_FILE}
     sqlite3.connect(tmp_path / "ix" / STORE_FILE).execute("SELECT COUNT(*) FROM chunks").fetchone()
 
 
@@ -250,9 +258,12 @@ def test_a_manifest_lost_in_a_crash_is_recreated_from_the_store(tmp_path, info):
     assert reopened.search(vectors[3], k=1)[0].id == "c3" and (tmp_path / "ix" / MANIFEST_FILE).exists()
 
 
-def test_a_store_killed_before_initialisation_is_started_again(tmp_path, info):
+@pytest.mark.parametrize("schema", ["", "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", SCHEMA])
+def test_a_store_killed_before_initialisation_is_started_again(tmp_path, info, schema):
     (tmp_path / "ix").mkdir()
-    sqlite3.connect(tmp_path / "ix" / STORE_FILE).close()  # an empty file, as a kill right after creation leaves
+    with sqlite3.connect(tmp_path / "ix" / STORE_FILE) as db:  # what a kill during creation can leave
+        db.executescript(schema)
+    db.close()
     with pytest.raises(GraceIndexError, match="not a grace-rag index"):
         GraceIndex.open(tmp_path / "ix")
     index = GraceIndex.open_or_create(tmp_path / "ix", info)
@@ -262,7 +273,7 @@ def test_a_store_killed_before_initialisation_is_started_again(tmp_path, info):
 
 
 def test_forcing_a_factory_on_an_existing_index_rebuilds_it(tmp_path, info):
-    index, vectors = filled(tmp_path / "ix", info, n=300)
+    index, vectors = filled(tmp_path / "ix", info, n=400)  # IVF8 trains on 8 x 39 vectors or more
     index.close()
     forced = GraceIndex.open_or_create(tmp_path / "ix", info, factory="IVF8,Flat")
     forced.save()

@@ -1,0 +1,69 @@
+"""Helpers of the bad-input suite: snapshots of folders (bytes and modes) and the one-line error check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+HOME = "grace-home"  # the per-test GRACE_RAG_HOME inside tmp_path (tests/conftest.py): a cache, not user data
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, str]]:
+    """{path: (mode, sha256)} of every file and folder under ``roots`` (the per-test home left out)."""
+    out: dict[str, tuple[int, str]] = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in sorted([root, *root.rglob("*")]):
+            if HOME in path.relative_to(root.parent).parts:
+                continue
+            mode = path.lstat().st_mode
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+            out[str(path)] = (mode, digest)
+    return out
+
+
+def changes(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> list[str]:
+    """What differs between two snapshots, as readable lines."""
+    lines = [f"added {p}" for p in after.keys() - before.keys()]
+    lines += [f"removed {p}" for p in before.keys() - after.keys()]
+    lines += [f"changed {p}" for p in before.keys() & after.keys() if before[p] != after[p]]
+    return sorted(lines)
+
+
+def one_line(stderr: str) -> str:
+    """The single ``error: ...`` line that must be all of stderr's last line, with no traceback above it."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert stderr.strip().endswith(errors[0]), stderr
+    return errors[0]
+
+
+def edit_json(path: Path, change: Any) -> None:
+    """Apply ``change(data)`` to a JSON file in place."""
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def run_sql(path: Path, sql: str, params: tuple = ()) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(sql, params)
+    db.close()
+
+
+def flip(path: Path, start: int = 0, step: int = 7) -> None:
+    """XOR every ``step``-th byte from ``start`` with 0x5A (the size stays the same)."""
+    data = bytearray(path.read_bytes())
+    for i in range(start, len(data), step):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
