@@ -14,8 +14,8 @@ directory's ``grace_encoder.json``::
                           "fitted_on": "SciFact dev: 80 query-positive vs 80 query-random pairs"}
 
 ``settings`` lists the encoder settings the fit holds for; an encoder with other values for
-any of them gets no calibration (``None``). The embedded default model's parameters are the
-fallback when a model directory has none.
+any of them gets no calibration (``None``). The untrained embedded model's parameters
+(``smollm2-135m-instruct``) are built in; a shipped adapter carries its own in its folder.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class ScoreCalibration:
         return cls(a=a, b=b, settings=dict(settings), fitted_on=str(data.get("fitted_on", "")))
 
 
-#: the embedded SmolLM2-135M-Instruct at its default settings (benchmarks/score_calibration.py, SciFact dev)
+#: the untrained embedded SmolLM2-135M-Instruct at these settings (benchmarks/score_calibration.py, SciFact dev)
 DEFAULT_CALIBRATION = ScoreCalibration(
     a=15.01, b=-12.28,
     settings={"max_rationale_tokens": 32, "pooling": "mean", "layer": "last", "temperature": 0.0},
@@ -93,12 +93,12 @@ def _plain(value: Any) -> Any:
 def score_calibration(model_name: str, model_info: Mapping[str, Any] | None,
                       settings: Mapping[str, Any]) -> ScoreCalibration | None:
     """The calibration for an encoder: its model's ``score_calibration`` (from ``grace_encoder.json``),
-    else the default model's; ``None`` when the fit does not hold for ``settings``."""
-    from grace_rag.models import DEFAULT_MODEL
+    else the built-in fit of the untrained base model; ``None`` when the fit does not hold for ``settings``."""
+    from grace_rag.models import BASE_MODEL
 
     if model_info and KEY in model_info:
         calibration = ScoreCalibration.from_dict(model_info[KEY])
-    elif model_name == DEFAULT_MODEL:
+    elif model_name == BASE_MODEL:
         calibration = DEFAULT_CALIBRATION
     else:
         return None
@@ -106,8 +106,13 @@ def score_calibration(model_name: str, model_info: Mapping[str, Any] | None,
 
 
 def read_model_info(model_name: str) -> dict[str, Any] | None:
-    """``grace_encoder.json`` of a model directory (``None`` for aliases, files and directories without one)."""
-    path = Path(model_name) / MODEL_INFO_FILE
+    """``grace_encoder.json`` of a model directory or of a built-in adapter folder (``None`` for
+    other aliases, files and directories without one)."""
+    from grace_rag.models import BUILTIN_MODELS, OWN_DISTRIBUTION, builtin_path
+
+    entry = BUILTIN_MODELS.get(model_name)
+    directory = builtin_path(model_name) if entry is not None and entry.distribution == OWN_DISTRIBUTION else Path(model_name)
+    path = directory / MODEL_INFO_FILE
     if not path.is_file():
         return None
     try:

@@ -7,7 +7,7 @@ import pytest
 
 from grace_rag.calibration import DEFAULT_CALIBRATION, ScoreCalibration, read_model_info, score_calibration
 from grace_rag.errors import ConfigError
-from grace_rag.models import DEFAULT_MODEL
+from grace_rag.models import BASE_MODEL
 
 DEFAULT_SETTINGS = {"max_rationale_tokens": 32, "pooling": "mean", "layer": "last", "temperature": 0.0, "batch_size": 16}
 
@@ -24,8 +24,8 @@ def test_relevance_is_the_logistic_of_the_cosine_and_cutoff_inverts_it():
 
 
 def test_the_default_model_falls_back_to_its_measured_parameters_at_its_settings():
-    assert score_calibration(DEFAULT_MODEL, None, DEFAULT_SETTINGS) is DEFAULT_CALIBRATION
-    assert score_calibration(DEFAULT_MODEL, None, {**DEFAULT_SETTINGS, "layer": "penultimate"}) is None
+    assert score_calibration(BASE_MODEL, None, DEFAULT_SETTINGS) is DEFAULT_CALIBRATION
+    assert score_calibration(BASE_MODEL, None, {**DEFAULT_SETTINGS, "layer": "penultimate"}) is None
     assert score_calibration("/some/other-model", None, DEFAULT_SETTINGS) is None
     assert 0.7 < DEFAULT_CALIBRATION.cutoff(0.5) < 0.95
 
@@ -38,7 +38,7 @@ def test_parameters_travel_with_the_model(tmp_path):
     assert (calibration.a, calibration.b) == (20.0, -17.0)
     assert score_calibration(str(tmp_path), info, {"layer": "last"}) is None
     assert ScoreCalibration.from_dict(calibration.to_dict()) == calibration
-    assert read_model_info(DEFAULT_MODEL) is None
+    assert read_model_info(BASE_MODEL) is None
 
 
 @pytest.mark.parametrize("value, message", [
