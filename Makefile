@@ -32,7 +32,7 @@ test: $(STAMP)
 # the measurement report (hours on a 2-core CPU; results are cached in benchmarks/results/)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.report --queries 20 --corpus 200 --sts-pairs 100 --speed-docs 8 --speed-queries 5
-	$(BIN)/python benchmarks/encode_speed.py --docs 16 --lengths 0 32 64 --batches 8 16
+	$(BIN)/python benchmarks/encode_speed.py --variant combined --mode both --docs 16 --queries 5
 
 constraints: $(STAMP)
 	@{ echo "# Versions verified on this project's machines (Python 3.11, CPU). Regenerate: make constraints"; \
