@@ -30,7 +30,8 @@ from grace_rag.errors import ConfigError, ModelNotFoundError
 logger = logging.getLogger(__name__)
 
 BASE_MODEL = "smollm2-135m-instruct"
-DEFAULT_MODEL = BASE_MODEL
+SHIPPED_ADAPTER = "smollm2-135m-grace"
+DEFAULT_MODEL = SHIPPED_ADAPTER
 ENCODER_FILE = "grace_encoder.json"
 ENCODER_FORMAT = "grace-encoder"
 ADAPTER_FILE = "adapter_config.json"
@@ -56,6 +57,11 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         # the best nDCG@10 + STS-B Spearman among the layers the encoder offers
         settings={"layer": "penultimate", "max_rationale_tokens": 16, "query_rationale_tokens": 0},
         description="SmolLM2-135M-Instruct as shipped (untrained for embeddings)",
+    ),
+    SHIPPED_ADAPTER: BuiltinModel(
+        OWN_DISTRIBUTION, SHIPPED_ADAPTER,
+        settings={},  # its grace_encoder.json holds the settings it was trained with
+        description="SmolLM2-135M-Instruct + the LoRA adapter grace-rag trained on SciFact (the default)",
     ),
 }
 

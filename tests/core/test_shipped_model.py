@@ -1,0 +1,45 @@
+"""The GRACE-tuned adapter shipped inside the package: what a fresh install loads by default."""
+
+import json
+
+import numpy as np
+import pytest
+
+from grace_rag.calibration import read_model_info, score_calibration
+from grace_rag.config import EncoderConfig
+from grace_rag.models import (
+    ADAPTER_FILE, BASE_MODEL, BUILTIN_MODELS, DEFAULT_MODEL, OWN_DISTRIBUTION, adapter_base_name, builtin_path,
+    read_encoder_settings,
+)
+
+SHIPPED = "smollm2-135m-grace"
+
+
+def test_the_default_is_the_shipped_adapter_on_the_embedded_base():
+    assert DEFAULT_MODEL == SHIPPED and BUILTIN_MODELS[SHIPPED].distribution == OWN_DISTRIBUTION
+    folder = builtin_path(SHIPPED)
+    assert (folder / ADAPTER_FILE).is_file() and (folder / "adapter_model.safetensors").is_file()
+    assert adapter_base_name(folder) == BASE_MODEL  # resolves offline through the base alias
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 10 * 2**20  # small enough to ship in the wheel
+
+
+def test_its_settings_and_calibration_travel_with_it():
+    settings = read_encoder_settings(builtin_path(SHIPPED))
+    config = EncoderConfig().resolve(settings)
+    assert config.layer.value == settings["layer"] and config.max_rationale_tokens == settings["max_rationale_tokens"]
+    info = read_model_info(SHIPPED)
+    assert info is not None and "training" in info
+    assert score_calibration(SHIPPED, info, config.to_dict()) is not None
+
+
+@pytest.mark.integration
+def test_it_loads_offline_and_gives_unit_vectors(real_backbone):
+    from grace_rag.encoder import GraceEncoder
+
+    assert real_backbone.name == SHIPPED
+    assert real_backbone.settings == read_encoder_settings(builtin_path(SHIPPED))
+    encoder = GraceEncoder.from_backbone(real_backbone, EncoderConfig(cache=False))
+    vectors = encoder.encode_documents(["Honeybees dance to tell their sisters where the flowers are."])
+    queries = encoder.encode_queries(["How do bees share where food is?"])
+    assert np.allclose(np.linalg.norm(np.vstack([vectors, queries]), axis=1), 1.0, atol=1e-5)
+    assert json.dumps(encoder.config.identity())  # the fingerprint covers the shipped settings
