@@ -46,22 +46,38 @@ def test_the_parser_finds_the_blocks():
     assert len(BLOCKS) >= 3
 
 
-def alias_tiny_model(monkeypatch, model_dir) -> None:
-    """The built-in aliases resolve to the tiny model directory (the code under test is unchanged)."""
+@pytest.fixture(scope="module")
+def tiny_models(model_dir, tmp_path_factory) -> dict[str, Path]:
+    """Stand-ins for the built-in aliases: the tiny model, carrying each alias's own settings file
+    (so the default's settings and score calibration apply as they do for the real one)."""
+    import grace_rag.models as models
+
+    out = {}
+    for alias in {models.DEFAULT_MODEL, models.BASE_MODEL}:
+        entry = models.BUILTIN_MODELS[alias]
+        folder = tmp_path_factory.mktemp(f"tiny-{alias}")
+        shutil.copytree(model_dir, folder, dirs_exist_ok=True)
+        if entry.distribution == models.OWN_DISTRIBUTION:
+            shutil.copy(models.builtin_path(alias) / models.ENCODER_FILE, folder / models.ENCODER_FILE)
+        out[alias] = folder
+    return out
+
+
+def alias_tiny_model(monkeypatch, tiny_models: dict[str, Path]) -> None:
+    """The built-in aliases resolve to their tiny stand-ins (the code under test is unchanged)."""
     import grace_rag.models as models
 
     real = models.resolve
-    aliases = {models.DEFAULT_MODEL, models.BASE_MODEL}
-    monkeypatch.setattr(models, "resolve", lambda name: model_dir if str(name) in aliases else real(name))
+    monkeypatch.setattr(models, "resolve", lambda name: tiny_models.get(str(name)) or real(name))
 
 
 @pytest.fixture
-def tiny_default_model(monkeypatch, model_dir):
-    alias_tiny_model(monkeypatch, model_dir)
+def tiny_default_model(monkeypatch, tiny_models):
+    alias_tiny_model(monkeypatch, tiny_models)
 
 
 @pytest.fixture(scope="module")
-def quickstart_folder(model_dir, tmp_path_factory):
+def quickstart_folder(tiny_models, tmp_path_factory):
     """``examples/docs`` and the index `grace-rag index examples/docs` builds from it (default alias, tiny model)."""
     from grace_rag import GraceEncoder
     from grace_rag.indexes import GraceIndex
@@ -70,7 +86,7 @@ def quickstart_folder(model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("readme-quickstart")
     shutil.copytree(REPO / "examples" / "docs", root / "examples" / "docs")
     with pytest.MonkeyPatch.context() as patch:
-        alias_tiny_model(patch, model_dir)
+        alias_tiny_model(patch, tiny_models)
         encoder = GraceEncoder(device="cpu")
         with GraceIndex.open_or_create(root / ".grace-index", encoder) as index:
             Indexer(index, encoder).run(root / "examples" / "docs")
