@@ -74,14 +74,30 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
     proc.wait()
 
 
-@pytest.mark.parametrize("moment", ["at creation", "mid-run"])
+#: ``GRACE_CRASH_TRIALS=N pytest tests/indexes/test_crash_resume.py`` adds N kills after a seeded
+#: random number of stored chunks (1-12) or a random delay after start (0-3 s), for crash trials
+TRIALS = int(os.environ.get("GRACE_CRASH_TRIALS", "0"))
+MOMENTS = ["at creation", "mid-run"] + [f"trial {i}" for i in range(TRIALS)]
+
+
+def kill_point(moment: str, index_dir: Path):
+    if moment == "at creation":
+        return lambda: (index_dir / STORE_FILE).exists()
+    if moment == "mid-run":
+        return lambda: stored_count(index_dir) >= 3
+    rng = np.random.default_rng(int(moment.split()[1]))
+    if rng.random() < 0.5:
+        after = time.monotonic() + float(rng.uniform(0, 3))
+        return lambda: time.monotonic() >= after
+    chunks = int(rng.integers(1, 13))
+    return lambda: stored_count(index_dir) >= chunks
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
 def test_killed_run_loads_resumes_and_equals_an_uninterrupted_run(tmp_path, model_dir, reference, moment):
     docs, reference_dir, total = reference
     index_dir = tmp_path / "killed"
-    if moment == "at creation":
-        ready = lambda: (index_dir / STORE_FILE).exists()  # noqa: E731
-    else:
-        ready = lambda: stored_count(index_dir) >= 3  # noqa: E731
+    ready = kill_point(moment, index_dir)
     kill_when(start(docs, index_dir, model_dir, tmp_path / "home"), ready)
 
     stored = max(stored_count(index_dir), 0)
