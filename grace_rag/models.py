@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,7 +344,9 @@ def load_adapter(where: Path, trainable: bool = False) -> tuple[Backbone, Any]:
     if (Path(base_name) / ADAPTER_FILE).is_file():
         raise ModelNotFoundError(f"{where}: its base model {base_name!r} is itself an adapter; "
                                  "merge that one first (grace-rag train --merge) and train on the merged model")
-    return base, PeftModel.from_pretrained(base.model, str(where), is_trainable=trainable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft asks transformers a deprecated question
+        return base, PeftModel.from_pretrained(base.model, str(where), is_trainable=trainable)
 
 
 def _adapter_tokenizer(where: Path, base_tokenizer: Any) -> Any:
