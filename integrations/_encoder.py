@@ -79,6 +79,15 @@ def check_against(encoder: Any, settings: Mapping[str, Any]) -> None:
         )
 
 
+def adopt(owner: Any, encoder: Any) -> None:
+    """Make a framework wrapper use ``encoder`` and show its effective settings in its fields
+    (what to_dict and pickle keep)."""
+    owner._encoder = encoder
+    owner.model_name = str(encoder.model_name)
+    for name, value in config_as_settings(encoder.config).items():
+        setattr(owner, name, value)
+
+
 def build_encoder(model: str, settings: Mapping[str, Any], device: str, cache_folder: str | None) -> Any:
     """A GraceEncoder for ``model`` with the explicitly given ``settings`` (the rest: defaults)."""
     from grace_rag.cache import RationaleCache

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, create_model
 
 from grace_rag.config import EncoderConfig
 from grace_rag.integrations._encoder import (
-    CACHE_FOLDER_HELP, DEVICE_HELP, build_encoder, check_against, config_as_settings, config_fields,
+    CACHE_FOLDER_HELP, DEVICE_HELP, adopt, build_encoder, check_against, config_as_settings, config_fields,
     hf_settings, merge_settings, setting_names,
 )
 from grace_rag.models import DEFAULT_MODEL
@@ -78,11 +78,7 @@ class GraceEmbeddings(_GraceEmbeddingsSettings, Embeddings):  # type: ignore[mis
         return merged, merged.pop("device", None)
 
     def _adopt(self, encoder: Any) -> None:
-        """Use ``encoder`` and show its effective settings in the fields (what pickling keeps)."""
-        self._encoder = encoder
-        self.model_name = str(encoder.model_name)
-        for name, value in config_as_settings(encoder.config).items():
-            setattr(self, name, value)
+        adopt(self, encoder)
 
     @property
     def encoder(self) -> Any:

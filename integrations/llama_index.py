@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from grace_rag.config import EncoderConfig
 from grace_rag.integrations._encoder import (
-    CACHE_FOLDER_HELP, DEVICE_HELP, build_encoder, check_against, config_as_settings, config_fields,
+    CACHE_FOLDER_HELP, DEVICE_HELP, adopt, build_encoder, check_against, config_as_settings, config_fields,
     merge_settings, setting_names,
 )
 from grace_rag.models import DEFAULT_MODEL
@@ -68,11 +68,7 @@ class GraceEmbedding(_GraceEmbeddingSettings):  # type: ignore[misc,valid-type]
         self._adopt(encoder)
 
     def _adopt(self, encoder: Any) -> None:
-        """Use ``encoder`` and show its effective settings in the fields (what to_dict and pickle keep)."""
-        self._encoder = encoder
-        self.model_name = str(encoder.model_name)
-        for name, value in config_as_settings(encoder.config).items():
-            setattr(self, name, value)
+        adopt(self, encoder)
 
     @classmethod
     def class_name(cls) -> str:
