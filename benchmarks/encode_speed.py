@@ -5,6 +5,7 @@ Variants (``--variant``), each the encoder with some of the speed options of iss
   prefix     + the system prompt's KV computed once and shared by every prompt
   int8       + dynamic int8 linear layers (no prefix sharing)
   combined   prefix sharing + int8
+  bf16       prefix sharing + bfloat16 linear layers
 ``--batch`` overrides the batch size (indexing), ``--compile`` compiles the model's forward.
 
 For the chosen variant it prints, as one JSON line: documents/s when indexing ``--docs`` SciFact
@@ -16,7 +17,7 @@ Compare two variants as whole processes, A B A B ..., with a process timer, e.g.
     python benchmarks/encode_speed.py --variant today --mode index --docs 16
     python benchmarks/encode_speed.py --variant combined --mode index --docs 16
 and read the in-process figures from the JSON lines. Quality of int8 (vectors change; prefix
-sharing and batching do not) is measured with ``grace-rag eval ... --quantization int8``.
+sharing and batching do not) is measured with ``grace-rag eval ... --quantization int8`` (or bf16).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ VARIANTS = {
     "prefix": dict(share_prefix=True, quantization="none"),
     "int8": dict(share_prefix=False, quantization="int8"),
     "combined": dict(share_prefix=True, quantization="int8"),
+    "bf16": dict(share_prefix=True, quantization="bf16"),
 }
 
 

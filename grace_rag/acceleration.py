@@ -1,9 +1,15 @@
-"""CPU speed-ups that change how the model computes, not what the encoder does: int8 linear layers.
+"""Speed-ups that change how the model computes, not what the encoder does: bf16 or int8 linear layers.
 
-``quantize_int8`` returns a copy of a causal LM whose decoder blocks use dynamic int8
-quantisation (weights int8, activations quantised per batch; torch.ao, fbgemm/x86 kernels).
-The LM head stays in float32 so the greedy rationale tokens move as little as possible.
-Vectors change slightly, so the encoder's fingerprint records ``quantization="int8"``.
+Both return a copy of a causal LM whose decoder blocks compute their linear layers in a
+narrower format; embeddings, norms, attention scores, the residual stream, the KV cache and
+the LM head stay in float32 (so the greedy rationale tokens move as little as possible).
+
+- ``bf16_linears``: weights stored in bfloat16, each product computed in bfloat16 and returned
+  in float32 (fast on CPUs with AVX512-BF16 or AMX, and on GPUs).
+- ``quantize_int8``: dynamic int8 quantisation (weights int8, activations quantised per batch;
+  torch.ao, fbgemm/x86 kernels).
+
+Vectors change slightly, so the encoder's fingerprint records the setting.
 """
 
 from __future__ import annotations
@@ -13,19 +19,52 @@ import logging
 import warnings
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
+from grace_rag.config import Quantization
 from grace_rag.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
+def convert(model: Any, quantization: Quantization) -> Any:
+    """``model`` as ``quantization`` asks: itself for "none", else a converted copy."""
+    if quantization is Quantization.BF16:
+        return bf16_linears(model)
+    if quantization is Quantization.INT8:
+        return quantize_int8(model)
+    return model
+
+
+def _decoder_prefix(model: Any) -> str:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    return next(name for name, module in model.named_modules() if module is decoder)
+
+
+class BF16Linear(torch.nn.Linear):
+    """``nn.Linear`` whose weights are bfloat16: the product runs in bfloat16, the output has the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+
+def bf16_linears(model: Any) -> Any:
+    """A copy of ``model`` whose decoder blocks' linear layers hold bfloat16 weights and compute in bfloat16."""
+    prefix = f"{_decoder_prefix(model)}.layers."
+    converted = copy.deepcopy(model).float()
+    for name, module in converted.named_modules():
+        if name.startswith(prefix) and type(module) is torch.nn.Linear:
+            module.__class__ = BF16Linear
+            module.to(torch.bfloat16)
+    return converted.eval()
+
+
 def quantize_int8(model: Any) -> Any:
     """A dynamically int8-quantised copy of ``model``'s decoder linear layers (CPU only)."""
-    import torch
-
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError("quantization='int8' runs on the CPU only; use device='cpu' or quantization='none'")
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    prefix = next(name for name, module in model.named_modules() if module is decoder)
+    prefix = _decoder_prefix(model)
     quantised = copy.deepcopy(model).float()
     spec = {f"{prefix}.layers": torch.ao.quantization.default_dynamic_qconfig}
     with warnings.catch_warnings():

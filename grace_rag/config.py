@@ -38,10 +38,11 @@ class Layer(str, Enum):
 
 
 class Quantization(str, Enum):
-    """Weights of the decoder's linear layers."""
+    """Number format of the decoder's matrix products."""
 
     NONE = "none"  # as loaded (float32 on a CPU)
     INT8 = "int8"  # dynamic int8 activations x int8 weights (CPU; torch.ao dynamic quantisation)
+    BF16 = "bf16"  # bfloat16 matrix products under torch.autocast; weights, norms and pooling stay float32
 
 
 class Role(str, Enum):
@@ -125,7 +126,8 @@ class EncoderConfig:
         "balanced (1/2 text mean + 1/2 rationale mean).", default=Pooling.MEAN)
     layer: Layer = _help("Hidden layer to pool: last or penultimate.", default=Layer.LAST)
     quantization: Quantization = _help(
-        "none, or int8: dynamic int8 linear layers (CPU only; faster, changes vectors slightly).",
+        "none; bf16: bfloat16 matrix products (torch.autocast; fast on CPUs with AVX512-BF16 or AMX); "
+        "int8: dynamic int8 linear layers (CPU only). Both change vectors slightly.",
         default=Quantization.NONE)
     query_instruction: str = _help("System prompt for queries.", default=DEFAULT_INSTRUCTION)
     document_instruction: str = _help("System prompt for documents.", default=DEFAULT_INSTRUCTION)

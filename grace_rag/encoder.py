@@ -116,10 +116,10 @@ class GraceEncoder:
         self.device = resolve_device(device)
         self.backbone = backbone or load_backbone(model, device=self.device)
         self.config = (config or EncoderConfig()).resolve(self.backbone.settings)
-        if self.config.quantization is Quantization.INT8:
-            from grace_rag.acceleration import quantize_int8
+        if self.config.quantization is not Quantization.NONE:
+            from grace_rag.acceleration import convert
 
-            self.backbone = dataclasses.replace(self.backbone, model=quantize_int8(self.backbone.model))
+            self.backbone = dataclasses.replace(self.backbone, model=convert(self.backbone.model, self.config.quantization))
         self.model_name = self.backbone.name
         self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size)
         tokenizer = self.backbone.tokenizer

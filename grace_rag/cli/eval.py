@@ -64,7 +64,7 @@ def eval_command(
     layer: Annotated[Layer | None, typer.Option(help="GraceEncoder hidden layer.")] = None,
     query_rationale_tokens: Annotated[int | None, typer.Option(
         min=0, help="GraceEncoder rationale length for queries (default: the model's).")] = None,
-    quantization: Annotated[Quantization | None, typer.Option(help="GraceEncoder quantization: none or int8.")] = None,
+    quantization: Annotated[Quantization | None, typer.Option(help="GraceEncoder quantization: none, bf16 or int8.")] = None,
     fusion: Annotated[str | None, typer.Option(
         help="Fusion of hybrid:NAME models: rrf or weighted (default: the index's default).")] = None,
     alpha: Annotated[float | None, typer.Option(

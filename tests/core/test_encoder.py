@@ -146,3 +146,27 @@ def test_int8_agrees_with_fp32_and_has_its_own_fingerprint():
     assert "quantization" not in ref.config.identity()  # neutral value: older fingerprints unchanged
     # the shared backbone itself is untouched (int8 works on a copy)
     assert int8.backbone.model is not ref.backbone.model
+
+
+def test_bf16_agrees_with_fp32_decodes_and_has_its_own_fingerprint():
+    """bf16 linear layers: vectors within 0.999 cosine of fp32 on the tiny model; decoding (KV cache,
+    shared prefix) runs; float32 everywhere but the decoder blocks' linear weights; never mixed in caches."""
+    import torch
+
+    from grace_rag.acceleration import BF16Linear
+
+    bf16 = tiny_encoder(EncoderConfig(max_rationale_tokens=0, quantization="bf16", cache=False))
+    ref = tiny_encoder(EncoderConfig(max_rationale_tokens=0, cache=False))
+    texts = ["a cat sleeps on the warm mat", "interest rates rose again", "rain"]
+    a, b = bf16.encode_documents(texts), ref.encode_documents(texts)
+    assert (a * b).sum(axis=1).min() >= 0.999 and not np.array_equal(a, b)
+    assert bf16.fingerprint != ref.fingerprint and bf16.config.identity()["quantization"] == "bf16"
+    model = bf16.backbone.model
+    linears = [m for m in model.modules() if isinstance(m, BF16Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert model.lm_head.weight.dtype == torch.float32 and type(model.lm_head) is torch.nn.Linear
+    assert ref.backbone.model is not model and next(ref.backbone.model.parameters()).dtype == torch.float32
+    decoding = tiny_encoder(EncoderConfig(max_rationale_tokens=4, quantization="bf16", cache=False))
+    out = decoding.encode(texts + texts)  # two batches' worth through the shared-prefix KV cache
+    assert np.allclose(np.linalg.norm(out.vectors, axis=1), 1.0, atol=1e-5)
+    assert out.rationales[:3] == out.rationales[3:]
