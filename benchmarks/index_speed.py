@@ -107,15 +107,27 @@ def ivf_factory(n: int) -> str:
     return f"IVF{ivf_lists(n) // 2},Flat" if n <= HNSW_MAX else f"IVF{ivf_lists(n) // 2}_HNSW32,SQ8"
 
 
-def index_types(n: int) -> dict[str, tuple[str, str, list[int]]]:
-    """name -> (factory string, knob name, knob values to sweep)."""
+EF = [32, 64, 128, 256, 512, 1024]
+
+
+def index_types(n: int, dim: int = DIMENSION) -> dict[str, tuple[str, str, list[int], dict[str, int]]]:
+    """name -> (factory string, knob name, knob values to sweep, fixed parameters).
+
+    The last four build a cheaper graph and re-rank its candidates exactly (``RFlat`` keeps the
+    full vectors; ``k_factor_rf`` = candidates per wanted hit): a graph over 8-bit codes
+    (``HNSW32_SQ8``), or over a PCA projection to a quarter of the dimensions.
+    """
     ivf = ivf_factory(n)
     return {
-        "flat": ("Flat", "", [0]),
-        "hnsw32": ("HNSW32", "efSearch", [32, 64, 128, 256, 512, 1024]),
-        "ivf": (ivf, "nprobe", [8, 16, 32, 64, 128, 256]),
-        "ivf-sharded": (ivf, "nprobe", [8, 16, 32, 64, 128, 256]),
-        "hnsw32-shards": ("HNSW32", "efSearch", [32, 64, 128, 256, 512, 1024]),
+        "flat": ("Flat", "", [0], {}),
+        "hnsw32": ("HNSW32", "efSearch", EF, {}),
+        "ivf": (ivf, "nprobe", [8, 16, 32, 64, 128, 256], {}),
+        "ivf-sharded": (ivf, "nprobe", [8, 16, 32, 64, 128, 256], {}),
+        "hnsw32-shards": ("HNSW32", "efSearch", EF, {}),
+        "hnsw16": ("HNSW16", "efSearch", EF, {}),
+        "hnsw32-sq8": ("HNSW32_SQ8", "efSearch", EF, {}),
+        "hnsw32-sq8-refine": ("HNSW32_SQ8,RFlat", "efSearch", EF, {"k_factor_rf": 2}),
+        "pca-hnsw32-refine": (f"PCA{dim // 4},HNSW32,RFlat", "efSearch", EF, {"k_factor_rf": 4}),
     }
 
 
@@ -193,10 +205,12 @@ def run_size(n: int, dim: int, n_queries: int, types: list[str], intrinsic_dim: 
     queries = unit_vectors(n_queries, dim, seed=n + 1, intrinsic_dim=intrinsic_dim)
     truth = exact_top_k(base, queries)
     rows = []
-    for name, (factory, knob, values) in index_types(n).items():
+    for name, (factory, knob, values, fixed) in index_types(n, dim).items():
         if name not in types:
             continue
         index, build_s = build(name, factory, base, shards)
+        for param, value in fixed.items():
+            faiss.ParameterSpace().set_index_parameter(index, param, value)
         parts = [index.at(i) for i in range(index.count())] if isinstance(index, faiss.IndexShards) else [index]
         per_vector = sum(bytes_per_vector(part, n) for part in parts)
         for value in values:
@@ -205,7 +219,7 @@ def run_size(n: int, dim: int, n_queries: int, types: list[str], intrinsic_dim: 
             times, found = latencies_ms(index, queries)
             row = {
                 "n": n, "data": f"latent{intrinsic_dim}" if intrinsic_dim else "random", "type": name,
-                "factory": factory, "knob": f"{knob}={value}" if knob else "-", "memmap": memmap is not None,
+                "factory": factory, "knob": ",".join([f"{knob}={value}"] * bool(knob) + [f"{p}={v}" for p, v in fixed.items()]) or "-", "memmap": memmap is not None,
                 "shards": shards if name.endswith(("-sharded", "-shards")) else 1,
                 "build_s": round(build_s, 2), "bytes_per_vector": round(per_vector, 1),
                 "p50_ms": round(float(np.percentile(times, 50)), 3),
@@ -232,7 +246,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--types", nargs="+", default=["flat", "hnsw32", "ivf"],
-                        choices=["flat", "hnsw32", "ivf", "ivf-sharded", "hnsw32-shards"])
+                        choices=sorted(index_types(1)))
     parser.add_argument("--dim", type=int, default=DIMENSION)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--intrinsic-dim", type=int, default=0,
