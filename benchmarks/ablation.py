@@ -37,7 +37,7 @@ SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out" / "ablation"
 TRIPLETS = SHARED / "scifact" / "train_triplets.jsonl"
 CORPUS = SHARED / "scifact" / "corpus.jsonl"
-EVAL = ["--split", "dev", "--subset", "150", "--corpus-size", "400", "--distractors", "1"]
+EVAL = ["--split", "dev", "--subset", "150", "--corpus-size", "400", "--distractors", "1", "--quantization", "none"]
 
 WARM, BASE = "smollm2-135m-grace", "smollm2-135m-instruct"
 #: settings of every arm (the shipped adapter's training settings; cut rollouts keep their reward)
