@@ -2,6 +2,7 @@
 
     python benchmarks/ablation.py list                      # the arms and their settings
     python benchmarks/ablation.py run ARM [--minutes 30]    # train (resumable), then evaluate
+    python benchmarks/ablation.py ref warm                  # a starting point scored unchanged
     python benchmarks/ablation.py table                     # the results as a Markdown table
 
 Every arm trains for the same wall-clock budget (``--max-minutes``; two arms side by side, one
@@ -63,6 +64,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "grace-warm-soft_rank-lr1e-4-k8": _arm(WARM, **GRACE, reward_variant="soft_rank", learning_rate=1e-4, rollouts=8),
     "grace-warm-margin-lr1e-4-k8": _arm(WARM, **GRACE, reward_variant="margin", learning_rate=1e-4, rollouts=8),
     # both objectives from the warm start
+    "grace-warm-soft_rank-lr1e-4-k4-balanced": _arm(WARM, **GRACE, reward_variant="soft_rank", learning_rate=1e-4,
+                                                    rollouts=4, pooling="balanced"),
     "both-warm-soft_rank-lr1e-4-k4": _arm(WARM, **{**GRACE, "objective": "both"}, reward_variant="soft_rank",
                                           learning_rate=1e-4, rollouts=4),
     # from scratch (the untrained base, a fresh LoRA adapter)
@@ -71,6 +74,14 @@ ARMS: dict[str, dict[str, Any]] = {
                                               rollouts=4),
     "unsup-scratch-lr1e-4-k4": _arm(BASE, mode="unsupervised", objective="grace", batch_size=4, rollouts=4,
                                     learning_rate=1e-4),
+}
+
+
+#: the starting points scored as they are (0 minutes), with the arms' inference settings
+REFERENCES: dict[str, tuple[str, dict[str, str]]] = {
+    "warm": (WARM, {}),
+    "warm-balanced": (WARM, {"pooling": "balanced"}),
+    "base": (BASE, {}),
 }
 
 
@@ -147,13 +158,34 @@ def run_arm(name: str, seed: int, minutes: float, runs: Path) -> dict[str, Any]:
     return record
 
 
+def run_reference(name: str, runs: Path) -> dict[str, Any]:
+    """Score a starting point unchanged, with the arms' 32-token document rationales (and its pooling)."""
+    model, extra = REFERENCES[name]
+    eval_file = runs / f"ref-{name}.eval.json"
+    runs.mkdir(parents=True, exist_ok=True)
+    if not eval_file.is_file():
+        flags = [f"--{k}={v}" for k, v in extra.items()]
+        cmd = [grace_rag(), "eval", str(SHARED / "scifact"), *EVAL, "--rationale-tokens", "32", *flags, "-m", model,
+               "--out", str(eval_file)]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    data = json.loads(eval_file.read_text())
+    result = data["results"][0]
+    record = {"reference": name, "model": model, "settings": {**result["settings"]}, "ndcg@10": result["ndcg@10"],
+              "recall@10": result["recall@10"], "mrr@10": result["mrr@10"], "subset": data["subset"]["digest"],
+              "command": f"python benchmarks/ablation.py ref {name}"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"ref-{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def _fmt(value: Any, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
 
 
 def table() -> str:
     """Every finished arm, best nDCG@10 first, with its seeds' mean."""
-    records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.startswith("ref-")]
     by_arm: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_arm.setdefault(r["arm"], []).append(r)
@@ -175,7 +207,10 @@ def table() -> str:
             _fmt(_mean([r["train"] for r in rs], "adv_std")),
             _fmt(_mean([r["train"] for r in rs], "clip_frac")),
         ]) + " |"))
-    return "\n".join(lines + [row for _, row in sorted(rows, reverse=True)])
+    refs = [json.loads(p.read_text()) for p in sorted(OUT.glob("ref-*.json"))]
+    ref_lines = ["", "| starting point, unchanged (0 minutes) | pooling | nDCG@10 |", "|---|---|---|"]
+    ref_lines += [f"| {r['reference']} ({r['model']}) | {r['settings']['pooling']} | {r['ndcg@10']:.3f} |" for r in refs]
+    return "\n".join(lines + [row for _, row in sorted(rows, reverse=True)] + (ref_lines if refs else []))
 
 
 def main() -> None:
@@ -187,6 +222,9 @@ def main() -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget")
     run.add_argument("--runs", type=Path, default=Path(os.environ.get("GRACE_ABLATION_RUNS", "/tmp/grace-ablation")))
+    ref = sub.add_parser("ref")
+    ref.add_argument("name", choices=sorted(REFERENCES))
+    ref.add_argument("--runs", type=Path, default=Path(os.environ.get("GRACE_ABLATION_RUNS", "/tmp/grace-ablation")))
     sub.add_parser("table")
     args = ap.parse_args()
     if args.cmd == "list":
@@ -194,6 +232,8 @@ def main() -> None:
             print(name, json.dumps(arm_config(name, 0)))
     elif args.cmd == "run":
         print(json.dumps(run_arm(args.arm, args.seed, args.minutes, args.runs)))
+    elif args.cmd == "ref":
+        print(json.dumps(run_reference(args.name, args.runs)))
     else:
         print(table())
 
