@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,8 +30,39 @@ from grace_rag.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
+CPU_FLAGS = Path("/proc/cpuinfo")
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+#: "1" or "0" overrides the CPU check (containers that hide flags; tests that must not depend on the machine)
+NATIVE_BF16_ENV = "GRACE_RAG_NATIVE_BF16"
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (x86 AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo).
+
+    Elsewhere (no /proc/cpuinfo, other architectures) the answer is no: bf16 without hardware
+    support is emulated and slower than float32. ``GRACE_RAG_NATIVE_BF16=1`` or ``=0`` decides instead.
+    """
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        text = CPU_FLAGS.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool(NATIVE_BF16_FLAGS & set(flags))
+
+
+def resolve_quantization(quantization: Quantization, device_type: str) -> Quantization:
+    """What ``auto`` means on this machine: bf16 on a CPU with native bfloat16, none elsewhere
+    (a GPU already computes in bfloat16). Other values are returned as they are."""
+    if quantization is not Quantization.AUTO:
+        return quantization
+    return Quantization.BF16 if device_type == "cpu" and native_bf16_cpu() else Quantization.NONE
+
+
 def convert(model: Any, quantization: Quantization) -> Any:
-    """``model`` as ``quantization`` asks: itself for "none", else a converted copy."""
+    """``model`` as ``quantization`` (already resolved) asks: itself for "none", else a converted copy."""
     if quantization is Quantization.BF16:
         return bf16_linears(model)
     if quantization is Quantization.INT8:

@@ -40,6 +40,7 @@ class Layer(str, Enum):
 class Quantization(str, Enum):
     """Number format of the decoder's matrix products."""
 
+    AUTO = "auto"  # bf16 on a CPU that multiplies bfloat16 natively (AVX512-BF16, AMX), else none; resolved per encoder
     NONE = "none"  # as loaded (float32 on a CPU)
     INT8 = "int8"  # dynamic int8 activations x int8 weights (CPU; torch.ao dynamic quantisation)
     BF16 = "bf16"  # bfloat16 matrix products under torch.autocast; weights, norms and pooling stay float32
@@ -126,9 +127,10 @@ class EncoderConfig:
         "balanced (1/2 text mean + 1/2 rationale mean).", default=Pooling.MEAN)
     layer: Layer = _help("Hidden layer to pool: last or penultimate.", default=Layer.LAST)
     quantization: Quantization = _help(
-        "none; bf16: bfloat16 matrix products (torch.autocast; fast on CPUs with AVX512-BF16 or AMX); "
-        "int8: dynamic int8 linear layers (CPU only). Both change vectors slightly.",
-        default=Quantization.NONE)
+        "auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), none elsewhere; none: as loaded "
+        "(float32 on a CPU); bf16: bfloat16 linear layers; int8: dynamic int8 linear layers (CPU only). "
+        "bf16 and int8 change vectors slightly.",
+        default=Quantization.AUTO)
     query_instruction: str = _help("System prompt for queries.", default=DEFAULT_INSTRUCTION)
     document_instruction: str = _help("System prompt for documents.", default=DEFAULT_INSTRUCTION)
     temperature: float = _help("Rationale sampling temperature; 0 = greedy (reproducible).", default=0.0)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from grace_rag.acceleration import convert, resolve_quantization
 from grace_rag.cache import RationaleCache, text_key
 from grace_rag.config import EncoderConfig, Quantization, Role, check_device, parse_choice
 from grace_rag.errors import choice_error
@@ -116,9 +117,10 @@ class GraceEncoder:
         self.device = resolve_device(device)
         self.backbone = backbone or load_backbone(model, device=self.device)
         self.config = (config or EncoderConfig()).resolve(self.backbone.settings)
-        if self.config.quantization is not Quantization.NONE:
-            from grace_rag.acceleration import convert
-
+        quantization = resolve_quantization(self.config.quantization, self.backbone.model.device.type)
+        if quantization is not self.config.quantization:  # "auto", decided for this machine
+            self.config = self.config.with_changes(quantization=quantization)
+        if quantization is not Quantization.NONE:
             self.backbone = dataclasses.replace(self.backbone, model=convert(self.backbone.model, self.config.quantization))
         self.model_name = self.backbone.name
         self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size)

@@ -103,11 +103,14 @@ class EncoderInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EncoderInfo":
+        settings = dict(data.get("settings", {}))
+        if settings:  # written before the setting existed: such an index was built as loaded (float32 on a CPU)
+            settings.setdefault("quantization", "none")
         return cls(
             model_name=str(data["model_name"]),
             fingerprint=str(data["fingerprint"]),
             dimension=int(data["dimension"]),
-            settings=dict(data.get("settings", {})),
+            settings=settings,
         )
 
 

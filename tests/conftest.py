@@ -11,6 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 #: persistent home for the one-time GGUF conversion of the embedded model (gitignored)
 MODEL_HOME = Path(os.environ.get("GRACE_RAG_TEST_HOME", REPO / ".test-home"))
+#: quantization="auto" resolves the same on every machine the suite runs on (float32; here and in the
+#: processes tests start); tests of bf16 ask for it explicitly. GRACE_RAG_NATIVE_BF16=1 runs it all in bf16.
+os.environ.setdefault("GRACE_RAG_NATIVE_BF16", "0")
 
 
 @pytest.fixture(autouse=True)

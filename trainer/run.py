@@ -233,7 +233,9 @@ def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: 
         else:
             trainer.merged_model().save_pretrained(str(tmp), safe_serialization=True)
             trainer.backbone.tokenizer.save_pretrained(str(tmp))
-        settings = {k: v for k, v in trainer.encoder_config.identity().items() if k != "max_input_tokens"}
+        # what the model was trained for; the number format is the user's machine's business
+        settings = {k: v for k, v in trainer.encoder_config.identity().items()
+                    if k not in ("max_input_tokens", "quantization")}
         write_encoder_settings(tmp, settings, base_model=trainer.backbone.name, trained_with=cfg.to_dict())
         if metrics_path.is_file():
             shutil.copyfile(metrics_path, tmp / "metrics.jsonl")

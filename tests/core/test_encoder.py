@@ -170,3 +170,29 @@ def test_bf16_agrees_with_fp32_decodes_and_has_its_own_fingerprint():
     out = decoding.encode(texts + texts)  # two batches' worth through the shared-prefix KV cache
     assert np.allclose(np.linalg.norm(out.vectors, axis=1), 1.0, atol=1e-5)
     assert out.rationales[:3] == out.rationales[3:]
+
+
+@pytest.mark.parametrize("native, expected", [("1", "bf16"), ("0", "none")])
+def test_auto_quantization_is_bf16_exactly_where_the_cpu_multiplies_bf16(monkeypatch, native, expected):
+    """The default resolves per machine when the encoder is built; the resolved value is what the config,
+    the fingerprint (and so caches and indexes) carry."""
+    monkeypatch.setenv("GRACE_RAG_NATIVE_BF16", native)
+    enc = tiny_encoder(EncoderConfig(max_rationale_tokens=0, cache=False))
+    explicit = tiny_encoder(EncoderConfig(max_rationale_tokens=0, cache=False, quantization=expected))
+    assert EncoderConfig().quantization.value == "auto"
+    assert enc.config.quantization.value == expected and enc.fingerprint == explicit.fingerprint
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    from grace_rag import acceleration
+
+    monkeypatch.delenv("GRACE_RAG_NATIVE_BF16", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(acceleration, "CPU_FLAGS", cpuinfo)
+    assert not acceleration.native_bf16_cpu()  # no such file: no
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not acceleration.native_bf16_cpu()
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert acceleration.native_bf16_cpu()
+    assert acceleration.resolve_quantization(acceleration.Quantization.AUTO, "cuda").value == "none"
+    assert acceleration.resolve_quantization(acceleration.Quantization.INT8, "cpu").value == "int8"

@@ -35,3 +35,29 @@ def test_malformed_where_is_a_clear_error(bad):
 
 def test_a_new_index_directory_has_no_stored_settings(tmp_path):
     assert stored_settings(tmp_path / "nothing") == (None, {})
+
+
+def test_an_index_from_before_quantization_existed_is_read_as_float32(tmp_path, model_dir, monkeypatch):
+    """A manifest whose settings lack ``quantization`` was built as loaded (float32 on a CPU): on a
+    machine where the default ``auto`` means bf16, the index still gets its own float32 encoder back."""
+    import json
+
+    from grace_rag.indexes import GraceIndex
+    from grace_rag.indexes.ingest import IngestConfig
+    from grace_rag.indexes.service import IndexRequest, index_folder, load_encoder, load_recorded_encoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Bees dance to show where the flowers are.")
+    encoder = load_encoder(str(model_dir), {"cache": False, "max_rationale_tokens": 2}, "cpu")
+    index_folder(IndexRequest(path=docs, index_dir=tmp_path / "idx", ingest=IngestConfig(chunk_size=64)), encoder=encoder)
+    manifest = tmp_path / "idx" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    assert data["encoder"]["settings"].pop("quantization") == "none"
+    manifest.write_text(json.dumps(data))
+    monkeypatch.setenv("GRACE_RAG_NATIVE_BF16", "1")
+    with GraceIndex.open(tmp_path / "idx") as index:
+        recorded = index.manifest.encoder
+        again = load_recorded_encoder(index.path, recorded, "cpu")
+    assert recorded.settings["quantization"] == "none"
+    assert again.config.quantization.value == "none" and again.fingerprint == recorded.fingerprint
