@@ -196,13 +196,24 @@ def hnsw_shards(factory: str, base: np.ndarray, shards: int) -> faiss.Index:
     return joined
 
 
+def real_vectors(path: Path, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """(base, queries) from a saved (N, D) array of real embeddings: the last ``n_queries`` rows are the queries."""
+    vectors = np.load(path).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors[:-n_queries]), np.ascontiguousarray(vectors[-n_queries:])
+
+
 def run_size(n: int, dim: int, n_queries: int, types: list[str], intrinsic_dim: int = 0,
-             memmap: Path | None = None, shards: int = 2) -> list[dict]:
-    if memmap is not None:
+             memmap: Path | None = None, shards: int = 2, vectors: Path | None = None) -> list[dict]:
+    if vectors is not None:
+        base, queries = real_vectors(vectors, n_queries)
+        n, dim = base.shape
+    elif memmap is not None:
         base = memmap_vectors(memmap, n, dim, seed=n, intrinsic_dim=intrinsic_dim)
     else:
         base = unit_vectors(n, dim, seed=n, intrinsic_dim=intrinsic_dim)
-    queries = unit_vectors(n_queries, dim, seed=n + 1, intrinsic_dim=intrinsic_dim)
+    if vectors is None:
+        queries = unit_vectors(n_queries, dim, seed=n + 1, intrinsic_dim=intrinsic_dim)
     truth = exact_top_k(base, queries)
     rows = []
     for name, (factory, knob, values, fixed) in index_types(n, dim).items():
@@ -218,7 +229,8 @@ def run_size(n: int, dim: int, n_queries: int, types: list[str], intrinsic_dim: 
                 faiss.ParameterSpace().set_index_parameter(index, knob, value)
             times, found = latencies_ms(index, queries)
             row = {
-                "n": n, "data": f"latent{intrinsic_dim}" if intrinsic_dim else "random", "type": name,
+                "n": n, "data": vectors.stem if vectors is not None else f"latent{intrinsic_dim}" if intrinsic_dim
+                else "random", "type": name,
                 "factory": factory, "knob": ",".join([f"{knob}={value}"] * bool(knob) + [f"{p}={v}" for p, v in fixed.items()]) or "-", "memmap": memmap is not None,
                 "shards": shards if name.endswith(("-sharded", "-shards")) else 1,
                 "build_s": round(build_s, 2), "bytes_per_vector": round(per_vector, 1),
@@ -255,14 +267,17 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=0, help="shards of ivf-sharded / hnsw32-shards (0: one per thread, at least 2)")
     parser.add_argument("--memmap", type=Path, default=None,
                         help="folder for the corpus as a memory-mapped float32 file, streamed into the indexes")
+    parser.add_argument("--vectors", type=Path, default=None,
+                        help="a .npy file of real embeddings (N, D) instead of generated ones; its last --queries "
+                             "rows are the queries (--sizes and --dim are then ignored)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/index_speed.json"))
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
     print(f"faiss {faiss.__version__}, dim {args.dim}, {args.queries} queries, {args.threads} threads")
     rows = []
-    for n in args.sizes:
+    for n in args.sizes if args.vectors is None else [0]:
         rows.extend(run_size(n, args.dim, args.queries, args.types, args.intrinsic_dim, args.memmap,
-                             args.shards or default_shards(args.threads)))
+                             args.shards or default_shards(args.threads), args.vectors))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
     print(f"wrote {args.out}")
