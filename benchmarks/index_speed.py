@@ -36,6 +36,7 @@ import faiss
 import numpy as np
 
 from grace_rag.indexes.factory import HNSW_MAX, ivf_lists, training_size
+from grace_rag.indexes.projected import fill_hnsw_projected
 from grace_rag.indexes.sharded import default_shards, fill_sharded
 
 DIMENSION = 576  # the default embedded model's hidden size (SmolLM2-135M)
@@ -113,7 +114,9 @@ EF = [32, 64, 128, 256, 512, 1024]
 def index_types(n: int, dim: int = DIMENSION) -> dict[str, tuple[str, str, list[int], dict[str, int]]]:
     """name -> (factory string, knob name, knob values to sweep, fixed parameters).
 
-    The last four build a cheaper graph and re-rank its candidates exactly (``RFlat`` keeps the
+    ``hnsw32-pca-graph`` is HNSW32 whose graph is built on a PCA projection to a quarter of the
+    dimensions, then searched with the full vectors (``grace_rag.indexes.projected``). The last
+    four build a cheaper graph and re-rank its candidates exactly (``RFlat`` keeps the
     full vectors; ``k_factor_rf`` = candidates per wanted hit): a graph over 8-bit codes
     (``HNSW32_SQ8``), or over a PCA projection to a quarter of the dimensions.
     """
@@ -124,6 +127,7 @@ def index_types(n: int, dim: int = DIMENSION) -> dict[str, tuple[str, str, list[
         "ivf": (ivf, "nprobe", [8, 16, 32, 64, 128, 256], {}),
         "ivf-sharded": (ivf, "nprobe", [8, 16, 32, 64, 128, 256], {}),
         "hnsw32-shards": ("HNSW32", "efSearch", EF, {}),
+        "hnsw32-pca-graph": ("HNSW32", "efSearch", EF, {}),
         "hnsw16": ("HNSW16", "efSearch", EF, {}),
         "hnsw32-sq8": ("HNSW32_SQ8", "efSearch", EF, {}),
         "hnsw32-sq8-refine": ("HNSW32_SQ8,RFlat", "efSearch", EF, {"k_factor_rf": 2}),
@@ -161,6 +165,8 @@ def build(name: str, factory: str, base: np.ndarray, shards: int) -> tuple[faiss
     start = time.perf_counter()
     if name == "hnsw32-shards":
         return hnsw_shards(factory, base, shards), time.perf_counter() - start
+    if name == "hnsw32-pca-graph":  # GraceIndex's path from PROJECTED_MIN vectors
+        return fill_hnsw_projected(index, blocks(base)), time.perf_counter() - start
     if not index.is_trained:
         size = training_size(index)  # as GraceIndex.rebuild trains: 64 vectors per list
         rows = np.sort(np.random.default_rng(1).choice(len(base), min(len(base), size), replace=False))

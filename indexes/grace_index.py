@@ -29,6 +29,7 @@ from grace_rag.indexes.repair import (
     check_is_index, load_manifest, read_faiss, recorded_encoder, remove_unborn_store, store_meta,
 )
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
+from grace_rag.indexes.projected import PROJECTED_MIN, fill_hnsw_projected, hnsw_of
 from grace_rag.indexes.sharded import SHARDED_MIN, fill_sharded, is_ivf
 from grace_rag.indexes.store import ChunkStore
 from grace_rag.textio import check_text
@@ -320,6 +321,8 @@ class GraceIndex:
             index = build_index(EXACT_FALLBACK, self.dimension)
         if index.is_trained and is_ivf(index) and self.store.count() >= SHARDED_MIN:
             index = fill_sharded(index, self.store.iter_vectors())  # parallel shards, merged into one
+        elif hnsw_of(index) is not None and self.store.count() >= PROJECTED_MIN:
+            index = fill_hnsw_projected(index, self.store.iter_vectors())  # graph built on a PCA projection
         else:
             for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
                 index.add_with_ids(vectors, fids)
