@@ -136,7 +136,10 @@ class EncoderConfig:
     temperature: float = _help("Rationale sampling temperature; 0 = greedy (reproducible).", default=0.0)
     top_p: float = _help("Nucleus sampling mass when temperature > 0.", default=1.0)
     seed: int | None = _help("Seed for sampled rationales (temperature > 0).", default=None)
-    batch_size: int = _help("Texts per model batch.", default=16)
+    batch_size: int = _help("Texts per model batch at most.", default=16)
+    max_batch_tokens: int = _help(
+        "Prompt tokens per model batch at most (longest prompt x texts): long documents go a few at a time, "
+        "short texts up to batch_size at once.", default=4096)
     cache: bool = _help("Store rationales and vectors in the SQLite cache under GRACE_RAG_HOME.", default=True)
     show_progress: bool = _help("Show a progress bar while encoding.", default=False)
 
@@ -144,7 +147,8 @@ class EncoderConfig:
         self.pooling = parse_choice(Pooling, self.pooling, "pooling")
         self.layer = parse_choice(Layer, self.layer, "layer")
         self.quantization = parse_choice(Quantization, self.quantization, "quantization")
-        for name, low in (("max_rationale_tokens", 0), ("max_input_tokens", 1), ("batch_size", 1)):
+        for name, low in (("max_rationale_tokens", 0), ("max_input_tokens", 1), ("batch_size", 1),
+                          ("max_batch_tokens", 1)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -222,7 +226,7 @@ class EncoderConfig:
         fingerprints of indexes built before the setting existed stay valid.
         """
         out = self.to_dict()
-        for key in ("batch_size", "cache", "show_progress"):
+        for key in ("batch_size", "max_batch_tokens", "cache", "show_progress"):
             out.pop(key)
         for key, neutral in (("query_rationale_tokens", None), ("quantization", Quantization.NONE.value)):
             if out[key] == neutral:

@@ -86,12 +86,13 @@ def check_texts(texts: Any) -> list[str]:
     return items
 
 
-def make_generator(backend: str, model: str, backbone: Backbone, batch_size: int) -> RationaleGenerator:
+def make_generator(backend: str, model: str, backbone: Backbone, batch_size: int,
+                   max_batch_tokens: int | None = None) -> RationaleGenerator:
     """The rationale generator for ``backend``: 'hf' (fused generation + pooling) or 'vllm'."""
     if backend == "hf":
         from grace_rag.hf_generation import HFGenerator
 
-        return HFGenerator(backbone.model, backbone.tokenizer, batch_size)
+        return HFGenerator(backbone.model, backbone.tokenizer, batch_size, max_batch_tokens=max_batch_tokens)
     if backend == "vllm":
         from grace_rag.models import resolve
         from grace_rag.vllm_backend import VLLMGenerator
@@ -123,12 +124,13 @@ class GraceEncoder:
         if quantization is not Quantization.NONE:
             self.backbone = dataclasses.replace(self.backbone, model=convert(self.backbone.model, self.config.quantization))
         self.model_name = self.backbone.name
-        self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size)
+        self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size,
+                                                     self.config.max_batch_tokens)
         tokenizer = self.backbone.tokenizer
         self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
         self.pool_spec = PoolSpec(self.config.pooling, self.config.layer)
         self.representer = Representer(self.backbone.model, tokenizer, self.pool_spec, self.generator,
-                                       self.config.batch_size)
+                                       self.config.batch_size, self.config.max_batch_tokens)
         self.settings = {role: GenerationSettings(
             max_new_tokens=self.config.rationale_tokens(role),
             temperature=self.config.temperature,

@@ -27,7 +27,9 @@ from grace_rag.generation import (
 )
 from grace_rag.pooling import Segments, pooling_mask
 from grace_rag.prompts import PromptIds
-from grace_rag.representation import Representer, forward_with_layer, left_pad, pad_token_id, positions_from_mask
+from grace_rag.representation import (
+    Representer, forward_with_layer, left_pad, pad_token_id, positions_from_mask, token_batches,
+)
 
 
 @dataclass
@@ -53,10 +55,12 @@ class Decoded:
 class HFGenerator(FusedGenerator):
     """Decoding with a Hugging Face causal LM; ``generate_and_pool`` reuses its states for the vector."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, share_prefix: bool = True) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, share_prefix: bool = True,
+                 max_batch_tokens: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.share_prefix = share_prefix
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = pad_token_id(model, tokenizer)
@@ -81,15 +85,13 @@ class HFGenerator(FusedGenerator):
 
     def _run(self, prompts: Sequence[PromptIds], settings: GenerationSettings, representer: Representer | None,
              progress: Progress | None) -> tuple[list[Rationale], Tensor | None]:
-        """Batches sorted by prompt length (less padding); results back in input order."""
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
+        """Token batches of prompts sorted by length (less padding); results back in input order."""
         rng = None
         if settings.temperature > 0 and settings.seed is not None:
             rng = torch.Generator(device=self.model.device).manual_seed(settings.seed)
         rationales: list[Rationale | None] = [None] * len(prompts)
         vectors: list[Tensor | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        for chunk in token_batches([len(p.input_ids) for p in prompts], self.batch_size, self.max_batch_tokens):
             rows, pooled = self._run_batch([prompts[i] for i in chunk], settings, representer, rng)
             for j, i in enumerate(chunk):
                 rationales[i] = rows[j]

@@ -81,6 +81,21 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any) -> tu
     return ids.to(device), mask.to(device)
 
 
+def token_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices of ``lengths`` in batches, longest first: at most ``batch_size`` per batch and, with
+    ``max_tokens``, at most ``max_tokens`` padded tokens (longest length x count; a longer one goes alone)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else None
+        if current and len(current) < batch_size and (
+                max_tokens is None or (len(current) + 1) * lengths[current[0]] <= max_tokens):
+            current.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def positions_from_mask(attention_mask: Tensor) -> Tensor:
     """Position ids that ignore left padding: 0 at each row's first real token. (B, T)"""
     return (attention_mask.cumsum(dim=-1) - 1).clamp(min=0)
@@ -116,10 +131,11 @@ class Representer:
     """Prompts -> rationales -> pooled, L2-normalised vectors, for one model, layer and pooling."""
 
     def __init__(self, model: Any, tokenizer: Any, spec: PoolSpec, generator: RationaleGenerator | None = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, max_batch_tokens: int | None = None) -> None:
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
         self.generator = generator
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.pad_id = pad_token_id(model, tokenizer)
 
     def pool(self, hidden: Tensor, seg: Segments) -> Tensor:
@@ -138,14 +154,13 @@ class Representer:
 
     @torch.inference_mode()
     def pool_sequences(self, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]]) -> Tensor:
-        """One forward pass over whole sequences P(x) ⊕ r, batched: normalised vectors (n, D) on the CPU."""
-        out = []
+        """One forward pass over whole sequences P(x) ⊕ r, in token batches: normalised vectors (n, D) on the
+        CPU, in input order."""
         device = next(self.model.parameters()).device
-        for start in range(0, len(prompts), self.batch_size):
-            batch = SequenceBatch.build(prompts[start:start + self.batch_size],
-                                        rationales[start:start + self.batch_size], self.pad_id, device)
+        out = torch.zeros(len(prompts), int(self.model.config.hidden_size))
+        lengths = [len(p.input_ids) + len(r) for p, r in zip(prompts, rationales)]
+        for rows in token_batches(lengths, self.batch_size, self.max_batch_tokens):
+            batch = SequenceBatch.build([prompts[i] for i in rows], [rationales[i] for i in rows], self.pad_id, device)
             _, hidden = forward_states(self.model, batch, self.spec.layer)
-            out.append(self.pool(hidden, batch.segments).cpu())
-        if not out:
-            return torch.zeros(0, int(self.model.config.hidden_size))
-        return torch.cat(out)
+            out[rows] = self.pool(hidden, batch.segments).cpu()
+        return out

@@ -119,3 +119,28 @@ def test_shared_prefix_gives_the_same_rationales_and_vectors(template):
         assert [r.token_ids for r in a_rats] == [r.token_ids for r in b_rats]
         assert (a_vec - b_vec).abs().max() <= 1e-5
     assert len(shared_gen._prefixes) == 1  # computed once, reused by every batch
+
+
+def test_token_batches_cap_texts_and_padded_tokens_longest_first():
+    from grace_rag.representation import token_batches
+
+    assert token_batches([5, 100, 30, 30, 30, 7], batch_size=4, max_tokens=90) == [[1], [2, 3, 4], [5, 0]]
+    assert token_batches([5, 100, 30, 30, 30, 7], batch_size=2) == [[1, 2], [3, 4], [5, 0]]
+    assert token_batches([], batch_size=2, max_tokens=10) == []
+    lengths = list(np.random.default_rng(0).integers(1, 60, size=50))
+    batches = token_batches(lengths, batch_size=8, max_tokens=100)
+    assert sorted(i for b in batches for i in b) == list(range(50))
+    assert all(len(b) <= 8 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100) for b in batches)
+
+
+def test_the_token_budget_changes_batches_not_results():
+    """Encoding under a tight token budget (many small batches) gives the same rationales and vectors."""
+    from grace_rag import EncoderConfig
+    from grace_rag.testing import tiny_encoder
+
+    texts = ["a", "a much longer text about rivers, mountains and the sea", "mid length text", "b c d"] * 3
+    wide = tiny_encoder(EncoderConfig(max_rationale_tokens=3, cache=False, batch_size=16, max_batch_tokens=10**6))
+    tight = tiny_encoder(EncoderConfig(max_rationale_tokens=3, cache=False, batch_size=16, max_batch_tokens=40))
+    a, b = wide.encode(texts), tight.encode(texts)
+    assert a.rationales == b.rationales and np.allclose(a.vectors, b.vectors, atol=1e-5)
+    assert wide.fingerprint == tight.fingerprint  # batching is not part of what a vector is
