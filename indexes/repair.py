@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import faiss
@@ -26,7 +27,7 @@ from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_
 from grace_rag.indexes.manifest import FORMAT, Manifest, ManifestDamage, read_manifest, write_manifest
 from grace_rag.indexes.records import EncoderInfo
 from grace_rag.indexes.lock import WriteLock, repairing
-from grace_rag.indexes.store import STORE_VERSION, ChunkStore, store_state
+from grace_rag.indexes.store import STORE_VERSION, ChunkStore, roll_back_interrupted, store_state
 from grace_rag.textio import shown
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,30 @@ def read_faiss(path: Path, manifest: Manifest, store: ChunkStore) -> tuple[faiss
     return index, ""
 
 
+def settled_state(path: Path) -> str:
+    """``store_state`` of the index folder's store, after rolling back a transaction that a killed
+    process left half done (under the write lock; while another process holds it, that process is
+    alive and mid-write, and the state stays "interrupted")."""
+    state = store_state(path / STORE_FILE)
+    if state != "interrupted":
+        return state
+    lock = WriteLock(path)
+    if not lock.try_acquire():
+        return state
+    try:
+        roll_back_interrupted(path / STORE_FILE)
+    except sqlite3.DatabaseError:
+        return "foreign"
+    finally:
+        lock.release()
+    return store_state(path / STORE_FILE)
+
+
 def check_is_index(path: Path) -> None:
     """GraceIndexError unless ``path`` holds an index: a missing folder, a folder of other files, a lost store."""
     if not path.is_dir():
         raise GraceIndexError(f"no index at {shown(path)}; build one with `grace-rag index PATH --index {shown(path)}`")
-    state = store_state(path / STORE_FILE)
+    state = settled_state(path)
     if state == "missing" and (path / MANIFEST_FILE).exists():
         ChunkStore(path / STORE_FILE, 0)  # raises: the source of truth is gone, and says how to recover
     if state in ("missing", "unborn") and not (path / MANIFEST_FILE).exists():
@@ -137,7 +157,7 @@ def check_is_index(path: Path) -> None:
 def remove_unborn_store(path: Path) -> None:
     """Delete a chunk store left empty by a run killed while creating it (there is nothing in it),
     under the write lock, so that a run creating it right now is never disturbed."""
-    if store_state(path / STORE_FILE) != "unborn" or (path / MANIFEST_FILE).exists():
+    if settled_state(path) != "unborn" or (path / MANIFEST_FILE).exists():
         return
     lock = WriteLock(path)
     lock.acquire()

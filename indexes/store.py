@@ -53,7 +53,9 @@ STORE_VERSION = 1  # meta "store_version"; a store without it is version 1
 
 def store_state(path: Path) -> str:
     """What the file at ``path`` is, read without writing: "missing", "unborn" (empty, or created by a
-    run killed before it recorded its encoder), "store" (a chunk store) or "foreign"."""
+    run killed before it recorded its encoder), "store" (a chunk store), "interrupted" (unreadable
+    without writing: a transaction cut short left its rollback journal, or one is being committed
+    right now) or "foreign"."""
     path = Path(path)
     if not path.exists():
         return "missing"
@@ -69,8 +71,15 @@ def store_state(path: Path) -> str:
             born = db.execute("SELECT 1 FROM meta WHERE key = 'encoder'").fetchone() is not None
             empty = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
     except sqlite3.DatabaseError:
-        return "foreign"
+        journal = path.with_name(f"{path.name}-journal")
+        return "interrupted" if journal.is_file() and journal.stat().st_size else "foreign"
     return "store" if born or not empty else "unborn"
+
+
+def roll_back_interrupted(path: Path) -> None:
+    """Let SQLite roll back a transaction cut short by a killed process (opening read-write does it)."""
+    with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True)) as db:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
 
 
 class ChunkStore:

@@ -280,3 +280,46 @@ def test_forcing_a_factory_on_an_existing_index_rebuilds_it(tmp_path, info):
     forced.close()
     reopened = GraceIndex.open(tmp_path / "ix")
     assert reopened.manifest.factory == "IVF8,Flat" and reopened.search(vectors[8], k=1)[0].id == "c8"
+
+
+def _killed_while_recording_the_encoder(path: Path) -> None:
+    """The state a run killed inside its first write transaction leaves: the schema committed, the
+    encoder record not, and a hot rollback journal next to the store (a child process spills the
+    transaction to disk and dies without committing or rolling back)."""
+    import subprocess
+    import sys
+
+    from grace_rag.indexes.grace_index import STORE_FILE
+    from grace_rag.indexes.store import ChunkStore
+
+    path.mkdir()
+    ChunkStore(path / STORE_FILE, 16, create=True).close()
+    child = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size=2'); db.execute('BEGIN IMMEDIATE')\n"
+        "db.execute(\"INSERT INTO meta VALUES ('encoder', '{}')\")\n"
+        "for _ in range(100): db.execute('INSERT INTO files (path, hash, chunks, indexed_at) VALUES (?, ?, 0, 0)', (os.urandom(8).hex(), os.urandom(3000).hex()))\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", child, str(path / STORE_FILE)], check=True)
+    assert (path / f"{STORE_FILE}-journal").stat().st_size > 0
+
+
+def test_a_store_killed_in_its_first_transaction_is_started_again(tmp_path, info):
+    """Caught by test_crash_resume ("at creation"): the half-done transaction is rolled back, the store
+    is found empty and unborn, and the next run creates the index as if nothing had happened."""
+    from grace_rag.indexes.store import store_state
+
+    path = tmp_path / "idx"
+    _killed_while_recording_the_encoder(path)
+    assert store_state(path / "chunks.sqlite") == "interrupted"
+    with GraceIndex.open_or_create(path, info) as index:
+        assert len(index) == 0 and index.manifest.encoder.fingerprint == info.fingerprint
+
+
+def test_reading_a_store_killed_in_its_first_transaction_says_it_is_no_index(tmp_path, info):
+    path = tmp_path / "idx"
+    _killed_while_recording_the_encoder(path)
+    with pytest.raises(GraceIndexError, match="is not a grace-rag index"):
+        GraceIndex.open(path)
