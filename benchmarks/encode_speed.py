@@ -16,14 +16,17 @@ p50/p90 latency of ``--queries`` single SciFact claims encoded one at a time.
 Compare two variants as whole processes, A B A B ..., with a process timer, e.g.
     python benchmarks/encode_speed.py --variant today --mode index --docs 16
     python benchmarks/encode_speed.py --variant combined --mode index --docs 16
-and read the in-process figures from the JSON lines. Quality of int8 (vectors change; prefix
-sharing and batching do not) is measured with ``grace-rag eval ... --quantization int8`` (or bf16).
+and read the in-process figures from the JSON lines. ``--quality`` adds the variant's quality
+(vectors change with int8/bf16; prefix sharing and batching do not change them) from the same
+encoder: nDCG@10 on the SciFact dev subset (150 queries, 400 documents, the README's) and
+Spearman on 500 STS-B dev pairs; ``--quality-queries/--quality-corpus/--quality-pairs`` shrink it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +35,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+STSB = ROOT.parent / "shared" / "data" / "stsbenchmark"
 VARIANTS = {
     "today": dict(share_prefix=False, quantization="none", max_batch_tokens=10**9),  # batches of batch_size texts
     "prefix": dict(share_prefix=True, quantization="none"),
@@ -97,7 +101,19 @@ def query_latency(encoder, queries: list[str]) -> dict:
         times.append(time.perf_counter() - started)
     times.sort()
     return {"queries": len(queries), "query_p50_s": statistics.median(times),
-            "query_p90_s": times[int(0.9 * (len(times) - 1))]}
+            "query_p90_s": times[math.ceil(0.9 * len(times)) - 1]}  # nearest rank
+
+
+def quality(encoder, queries: int, corpus: int, pairs: int) -> dict:
+    """nDCG@10 on the SciFact dev subset and STS-B dev Spearman of this very encoder (its variant's settings)."""
+    from grace_rag.evaluation.runner import EvalRequest, evaluate_retrieval, evaluate_sts, prepare_dataset
+
+    scifact = prepare_dataset(EvalRequest(SCIFACT, split="dev", subset=queries, corpus_size=corpus, distractors=1))
+    stsb = prepare_dataset(EvalRequest(STSB, split="dev", subset=pairs))
+    retrieval, sts = evaluate_retrieval(encoder, scifact), evaluate_sts(encoder, stsb)
+    return {"ndcg@10": retrieval["ndcg@10"], "recall@10": retrieval["recall@10"],
+            "scifact_subset": scifact.subset["digest"], "spearman": sts["spearman"],
+            "stsb_subset": stsb.subset["digest"]}
 
 
 def main() -> None:
@@ -113,6 +129,10 @@ def main() -> None:
     ap.add_argument("--query-rationale-tokens", type=int, default=None)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--quality", action="store_true", help="also score the variant on SciFact dev and STS-B dev")
+    ap.add_argument("--quality-queries", type=int, default=150)
+    ap.add_argument("--quality-corpus", type=int, default=400)
+    ap.add_argument("--quality-pairs", type=int, default=500)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,6 +146,8 @@ def main() -> None:
         result.update(index_speed(encoder, docs))
     if args.mode in ("query", "both"):
         result.update(query_latency(encoder, read_jsonl(SCIFACT / "queries.jsonl", args.queries, lambda r: r["text"])))
+    if args.quality:
+        result.update(quality(encoder, args.quality_queries, args.quality_corpus, args.quality_pairs))
     print(json.dumps(result), flush=True)
 
 
