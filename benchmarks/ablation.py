@@ -187,7 +187,7 @@ def table() -> str:
     """Every finished arm, best nDCG@10 first, with its seeds' mean."""
     records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.startswith("ref-")]
     by_arm: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: r["seed"]):
         by_arm.setdefault(r["arm"], []).append(r)
     lines = ["| arm | start | objective | reward | lr | K | seeds | nDCG@10 (each) | mean | steps | "
              "in-group reward std | adv std | clip frac |",
@@ -201,7 +201,7 @@ def table() -> str:
             arm, "warm" if cfg["model"] == WARM else "base", cfg.get("objective", "grace"),
             cfg.get("reward_variant", "unsup" if cfg.get("mode") == "unsupervised" else "–") if grace else "–",
             f"{cfg['learning_rate']:g}", str(cfg.get("rollouts", "–")) if grace else "–",
-            str(len(rs)), " / ".join(f"{r['ndcg@10']:.3f}" for r in sorted(rs, key=lambda r: r["seed"])),
+            str(len(rs)), " / ".join(f"{r['ndcg@10']:.3f}" for r in rs),
             f"**{mean:.3f}**", " / ".join(str(r["train"]["steps"]) for r in rs),
             _fmt(_mean([r["train"] for r in rs], "reward_std_in_group")),
             _fmt(_mean([r["train"] for r in rs], "adv_std")),
