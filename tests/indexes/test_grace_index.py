@@ -2,6 +2,8 @@
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from grace_rag.errors import GraceIndexError
 from grace_rag.indexes import Chunk, EncoderInfo, GraceIndex
 from grace_rag.indexes.grace_index import INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE
 from grace_rag.indexes.lexical import LEXICAL_DIR
-from grace_rag.indexes.store import SCHEMA
+from grace_rag.indexes.store import SCHEMA, ChunkStore, store_state
 
 FACTORIES = ["Flat", "HNSW32", "IVF4,Flat"]
 DIM = 16
@@ -286,12 +288,6 @@ def _killed_while_recording_the_encoder(path: Path) -> None:
     """The state a run killed inside its first write transaction leaves: the schema committed, the
     encoder record not, and a hot rollback journal next to the store (a child process spills the
     transaction to disk and dies without committing or rolling back)."""
-    import subprocess
-    import sys
-
-    from grace_rag.indexes.grace_index import STORE_FILE
-    from grace_rag.indexes.store import ChunkStore
-
     path.mkdir()
     ChunkStore(path / STORE_FILE, 16, create=True).close()
     child = (
@@ -309,11 +305,9 @@ def _killed_while_recording_the_encoder(path: Path) -> None:
 def test_a_store_killed_in_its_first_transaction_is_started_again(tmp_path, info):
     """Caught by test_crash_resume ("at creation"): the half-done transaction is rolled back, the store
     is found empty and unborn, and the next run creates the index as if nothing had happened."""
-    from grace_rag.indexes.store import store_state
-
     path = tmp_path / "idx"
     _killed_while_recording_the_encoder(path)
-    assert store_state(path / "chunks.sqlite") == "interrupted"
+    assert store_state(path / STORE_FILE) == "interrupted"
     with GraceIndex.open_or_create(path, info) as index:
         assert len(index) == 0 and index.manifest.encoder.fingerprint == info.fingerprint
 
