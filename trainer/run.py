@@ -121,11 +121,7 @@ class _MetricsLog:
 
 def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | None = None,
           evaluator: Evaluator | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Run training as ``config`` says and publish the model to ``config.output_dir``.
-
-    Under ``accelerate launch`` with several processes this ends the run: the process group is torn
-    down before returning, so each process calls ``train`` once.
-    """
+    """Run training as ``config`` says and publish the model to ``config.output_dir``."""
     if not config.output_dir:
         raise ConfigError("no output directory; pass --out DIR (or set output_dir in the config file)")
     out = Path(config.output_dir)
