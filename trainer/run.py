@@ -149,17 +149,10 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     result = TrainResult(out, n_steps, {})
     _evaluate(evaluator, trainer, start, result, metrics_log, when=not resume)
     result.steps = _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
-    acc = trainer.accelerator
-    acc.wait_for_everyone()
-    if acc.is_main_process:
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
         publish_model(trainer, out, work / "metrics.jsonl", result, evaluator)
         shutil.rmtree(work, ignore_errors=True)
-    if acc.num_processes > 1:
-        # the other processes wait for the published model, then the process group is torn down before
-        # the interpreter exits: a rank leaving with gloo's threads alive can abort ("terminate called
-        # without an active exception") and fail the launch although training finished
-        acc.wait_for_everyone()
-        acc.end_training()
     return result
 
 
