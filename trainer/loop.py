@@ -20,6 +20,7 @@ from grace_rag.models import Backbone
 from grace_rag.prompts import PromptBuilder
 from grace_rag.representation import PoolSpec, Representer
 
+from .collectives import all_reduce
 from .config import Mode, Objective, TrainConfig
 from .contrastive import info_nce
 from .estimators import ESTIMATORS, Aggregation, aggregate, kl_k3, policy_loss
@@ -271,10 +272,10 @@ def average_gradients(accelerator: Any, params: list[Any], bucket: int = 1 << 24
     if accelerator.num_processes == 1:
         return
     has = torch.tensor([float(p.grad is not None) for p in params], device=accelerator.device)
-    live = [p for p, flag in zip(params, accelerator.reduce(has, reduction="max").tolist()) if flag > 0]
+    live = [p for p, flag in zip(params, all_reduce(accelerator, has, "max").tolist()) if flag > 0]
     for group in _buckets(live, bucket):
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
-        flat = accelerator.reduce(flat, reduction="mean")  # (sum of numel,)
+        flat = all_reduce(accelerator, flat, "mean")  # (sum of numel,)
         offset = 0
         for p in group:
             p.grad = flat[offset:offset + p.numel()].view_as(p).clone()

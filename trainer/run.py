@@ -27,6 +27,7 @@ from grace_rag.errors import ConfigError, DataError
 from grace_rag.models import Backbone, read_encoder_settings, write_encoder_settings
 
 from .checkpoint import list_checkpoints, load_checkpoint, publish_dir, save_checkpoint
+from .collectives import all_reduce
 from .config import Mode, TrainConfig
 from .data import load_supervised, load_texts
 from .loop import GraceTrainer
@@ -149,10 +150,12 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     result = TrainResult(out, n_steps, {})
     _evaluate(evaluator, trainer, start, result, metrics_log, when=not resume)
     result.steps = _loop(trainer, data, start, n_steps, work, metrics_log, evaluator, result, progress)
-    trainer.accelerator.wait_for_everyone()
-    if trainer.accelerator.is_main_process:
+    acc = trainer.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
         publish_model(trainer, out, work / "metrics.jsonl", result, evaluator)
         shutil.rmtree(work, ignore_errors=True)
+    acc.wait_for_everyone()  # every process returns once the model is published
     return result
 
 
@@ -203,7 +206,7 @@ def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, 
 def _all_agree_past(acc: Any, deadline: float) -> bool:
     """Whether any process has passed ``deadline``; every process calls this each step, so all stop together."""
     flag = torch.tensor([float(time.monotonic() >= deadline)], device=acc.device)
-    return bool(acc.reduce(flag, reduction="max").item() > 0)
+    return bool(all_reduce(acc, flag, "max").item() > 0)
 
 
 def training_backbone(config: TrainConfig) -> Backbone:

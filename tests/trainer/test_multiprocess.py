@@ -12,6 +12,7 @@ model's near-uniform logits under weights that differ by float rounding (a two-w
 accumulation), which can pick a different token: a property of greedy decoding, not of training.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -21,8 +22,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 LAUNCH = Path(__file__).with_name("launch_train.py")
+PROBE = Path(__file__).with_name("reduce_probe.py")
 BASE = dict(objective="contrastive", batch_size=2, rollouts=2, max_rationale_tokens=3, max_input_tokens=16,
             length_penalty=None, learning_rate=1e-2, seed=0, save_every=0, mixed_precision="no")
 TOLERANCE = 1e-5  # float32 rounding of a two-way average vs a two-micro-batch accumulation
@@ -34,13 +37,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(tmp: Path, name: str, fields: dict, data: Path, processes: int, timeout: float = 300) -> Path:
-    """One training run through launch_train.py; returns its record directory."""
-    records = tmp / f"{name}-records"
-    records.mkdir()
-    config = tmp / f"{name}.json"
-    config.write_text(json.dumps({**fields, "output_dir": str(tmp / name)}))
-    script = [str(LAUNCH), str(config), str(data), str(records)]
+def launch(tmp: Path, name: str, script: list[str], processes: int, timeout: float = 300) -> None:
+    """Run ``script`` alone or as ``processes`` processes of ``accelerate launch``; fail, never hang, past ``timeout``.
+
+    The output goes to a file, not a pipe: a process left behind cannot keep the test waiting on it.
+    """
     if processes == 1:
         cmd = [sys.executable, *script]
     else:
@@ -50,15 +51,41 @@ def run(tmp: Path, name: str, fields: dict, data: Path, processes: int, timeout:
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()), *script]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)  # its own process group: the ranks go with it
+    output = tmp / f"{name}.log"
+    with output.open("w") as sink:
+        launcher = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            launcher.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_all(launcher)
+            raise AssertionError(f"{name}: the processes did not finish within {timeout} s\n"
+                                 f"{output.read_text()[-4000:]}") from None
+    assert launcher.returncode == 0, output.read_text()[-4000:]
+
+
+def kill_all(launcher: subprocess.Popen) -> None:
+    """Kill the launcher and every process under it: torchrun starts each worker in a session of its own,
+    out of reach of ``killpg``, so the tree is listed before anything is killed (orphans lose their parent)."""
     try:
-        _, err = launcher.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        tree = psutil.Process(launcher.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(launcher.pid, signal.SIGKILL)
-        launcher.communicate()
-        raise AssertionError(f"{name}: the processes did not finish within {timeout} s") from None
-    assert launcher.returncode == 0, err[-4000:]
+    launcher.wait(timeout=30)
+    psutil.wait_procs(tree, timeout=30)
+
+
+def run(tmp: Path, name: str, fields: dict, data: Path, processes: int, timeout: float = 300) -> Path:
+    """One training run through launch_train.py; returns its record directory."""
+    records = tmp / f"{name}-records"
+    records.mkdir()
+    config = tmp / f"{name}.json"
+    config.write_text(json.dumps({**fields, "output_dir": str(tmp / name)}))
+    launch(tmp, name, [str(LAUNCH), str(config), str(data), str(records)], processes, timeout)
     return records
 
 
@@ -101,6 +128,22 @@ def test_max_minutes_stops_both_processes_after_the_same_step(tmp_path, triplet_
     assert [r["step"] for r in rank0] == [r["step"] for r in rank1] == [1]
     assert rank0[0]["sha256"] == rank1[0]["sha256"]
     assert json.loads((tmp_path / "budget" / "grace_train.json").read_text())["steps"] == 1
+
+
+def test_all_reduce_returns_after_the_process_group_lets_go_and_processes_exit_cleanly(tmp_path):
+    """A gloo worker drops its reference to a reduced tensor a moment after the collective completes; if
+    Python has dropped its own first, the worker needs the GIL, and at exit the process aborts ("terminate
+    called without an active exception"). With accelerate's reduce, ~half of the calls returned while the
+    worker still held the tensor, and most such runs aborted at exit."""
+    out = tmp_path / "probe"
+    out.mkdir()
+    launch(tmp_path, "probe", [str(PROBE), str(out)], processes=2, timeout=120)
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank in ranks:
+        assert rank["world"] == 2 and rank["backend"] == "gloo"
+        assert rank["returned_while_held"] == 0, rank
+        assert rank["values"] == {"sum": 3.0, "mean": 1.5, "max": 2.0}  # ranks contribute 1 and 2
+        assert rank["input_untouched"]
 
 
 def test_gradient_buckets_keep_order_and_bound_size():
