@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 EXACT_MAX = 20_000  # brute force over <= 20k vectors costs ~1 ms: exact is the best choice
 HNSW_MAX = 2_000_000  # HNSW keeps full vectors and a graph: fast and accurate, memory-hungry
 DEFAULT_EF_SEARCH = 256  # 1M embedding-like vectors: recall@10 0.98 at ~3 ms (benchmarks/index_speed.py)
-DEFAULT_NPROBE = 32
+AUTO_NPROBE = 0  # nprobe request "auto": the smallest that reaches TARGET_RECALL, measured when an IVF index is built
+FALLBACK_NPROBE = 32  # used when "auto" has not been measured yet (an IVF index not built by this version)
+TARGET_RECALL = 0.95  # recall@10 the automatic nprobe must reach (calibration.py)
 AUTO = "auto"  # the factory request that lets the corpus size decide
 EXACT_FALLBACK = "Flat"  # what a forced factory is replaced by until there are enough vectors to train it
 MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters.min_points_per_centroid
@@ -31,16 +33,28 @@ class SearchParams:
     """Query-time knobs of the approximate index types (ignored by exact ones)."""
 
     ef_search: int = DEFAULT_EF_SEARCH
-    nprobe: int = DEFAULT_NPROBE
+    nprobe: int = AUTO_NPROBE  # IVF lists searched per query; 0: measured at build (see ``tuned_nprobe``)
+    tuned_nprobe: int = 0  # what the last build measured for nprobe "auto" (0: not measured)
+    tuned_recall: float = 0.0  # recall@10 it reached on stored vectors used as queries
 
-    def to_dict(self) -> dict[str, int]:
-        return {"ef_search": self.ef_search, "nprobe": self.nprobe}
+    @property
+    def effective_nprobe(self) -> int:
+        """The nprobe searches use: the requested one, else the measured one, else FALLBACK_NPROBE."""
+        return self.nprobe or self.tuned_nprobe or FALLBACK_NPROBE
+
+    def to_dict(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = {"ef_search": self.ef_search, "nprobe": self.nprobe}
+        if self.tuned_nprobe:
+            out.update(tuned_nprobe=self.tuned_nprobe, tuned_recall=round(self.tuned_recall, 4))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchParams":
         return cls(
             ef_search=int(data.get("ef_search", DEFAULT_EF_SEARCH)),
-            nprobe=int(data.get("nprobe", DEFAULT_NPROBE)),
+            nprobe=int(data.get("nprobe", AUTO_NPROBE)),
+            tuned_nprobe=int(data.get("tuned_nprobe", 0)),
+            tuned_recall=float(data.get("tuned_recall", 0.0)),
         )
 
 
@@ -99,7 +113,7 @@ def supports_removal(index: faiss.Index) -> bool:
 def apply_search_params(index: faiss.Index, params: SearchParams) -> None:
     """Set efSearch / nprobe on whatever part of the index understands them."""
     space = faiss.ParameterSpace()
-    for name, value in (("efSearch", params.ef_search), ("nprobe", params.nprobe)):
+    for name, value in (("efSearch", params.ef_search), ("nprobe", params.effective_nprobe)):
         try:
             space.set_index_parameter(index, name, value)
         except RuntimeError:
@@ -134,7 +148,7 @@ def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.
     if isinstance(inner, faiss.IndexHNSW):
         return faiss.SearchParametersHNSW(sel=selector, efSearch=params.ef_search)
     if faiss.try_extract_index_ivf(inner) is not None:
-        return faiss.SearchParametersIVF(sel=selector, nprobe=params.nprobe)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=params.effective_nprobe)
     return faiss.SearchParameters(sel=selector)
 
 

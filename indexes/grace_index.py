@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import faiss
 import numpy as np
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.calibration import CALIBRATION_QUERIES, calibrate_nprobe
 from grace_rag.indexes.factory import (
     AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal,
     train_index, training_minimum,
@@ -326,10 +328,18 @@ class GraceIndex:
         else:
             for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
                 index.add_with_ids(vectors, fids)
+        if is_ivf(index) and index.ntotal and not self.manifest.search.nprobe:  # nprobe "auto": measure it
+            self._calibrate(index)
         apply_search_params(index, self.manifest.search)
         self._index, self._stale = index, False
         self.manifest.factory = factory if factory not in self._untrainable else EXACT_FALLBACK
         logger.info("rebuilt %s FAISS index with %d vectors", self.manifest.factory, index.ntotal)
+
+    def _calibrate(self, index: faiss.Index) -> None:
+        """Set the manifest's measured nprobe: the smallest reaching TARGET_RECALL on stored vectors."""
+        query_ids, queries = self.store.sample_rows(CALIBRATION_QUERIES)
+        nprobe, recall = calibrate_nprobe(index, self.store.iter_vectors, query_ids, queries)
+        self.manifest.search = replace(self.manifest.search, tuned_nprobe=nprobe, tuned_recall=recall)
 
     def save(self) -> None:
         """Write index.faiss and manifest.json atomically (the store is always up to date)."""
@@ -353,6 +363,9 @@ class GraceIndex:
             level = logging.INFO if self.manifest.recreated else logging.WARNING  # already said with the manifest
             logger.log(level, "%s is %s; rebuilding it from %s", self.path / INDEX_FILE, problem, STORE_FILE)
             return self._rebuild_and_save()
+        search = self.manifest.search
+        if is_ivf(index) and index.ntotal and not search.nprobe and not search.tuned_nprobe:
+            self._calibrate(index)  # a manifest recreated from chunks.sqlite: measure nprobe again (saved on next save)
         apply_search_params(index, self.manifest.search)
         self._index = index
 

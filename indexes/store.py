@@ -255,6 +255,16 @@ class ChunkStore:
         rows = self._query("SELECT vector FROM chunks WHERE fid % ? = 0 LIMIT ?", (step, limit)).fetchall()
         return np.stack([self._vector(r[0]) for r in rows]) if rows else np.zeros((0, self.dimension), np.float32)
 
+    def sample_rows(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(fids, vectors) of about ``limit`` chunks spread evenly over the store, deterministic and
+        apart from :meth:`sample_vectors`'s (used as queries to measure an index's recall)."""
+        step = max(1, self.count() // max(limit, 1))
+        rows = self._query("SELECT fid, vector FROM chunks WHERE fid % ? = ? LIMIT ?",
+                           (step, step // 2, limit)).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, self.dimension), np.float32)
+        return np.array([r[0] for r in rows], dtype=np.int64), np.stack([self._vector(r[1]) for r in rows])
+
     def count_matching(self, where: Filter) -> int:
         clause, params = to_sql(where)
         return int(self._query(f"SELECT COUNT(*) FROM chunks WHERE {clause}", params).fetchone()[0])
