@@ -35,7 +35,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from grace_rag.indexes.factory import HNSW_MAX, ivf_lists, training_size
+from grace_rag.indexes.calibration import CALIBRATION_QUERIES, calibrate_nprobe
+from grace_rag.indexes.factory import HNSW_MAX, ivf_lists, set_nprobe, training_size
 from grace_rag.indexes.projected import fill_hnsw_projected
 from grace_rag.indexes.sharded import default_shards, fill_sharded
 
@@ -109,6 +110,8 @@ def ivf_factory(n: int) -> str:
 
 
 EF = [32, 64, 128, 256, 512, 1024]
+NPROBE = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]  # embedding-like data needs a large share of lists
+SLOW_MS = 200  # a knob value whose p50 passes this ends the sweep (larger values only cost more)
 
 
 def index_types(n: int, dim: int = DIMENSION) -> dict[str, tuple[str, str, list[int], dict[str, int]]]:
@@ -124,8 +127,8 @@ def index_types(n: int, dim: int = DIMENSION) -> dict[str, tuple[str, str, list[
     return {
         "flat": ("Flat", "", [0], {}),
         "hnsw32": ("HNSW32", "efSearch", EF, {}),
-        "ivf": (ivf, "nprobe", [8, 16, 32, 64, 128, 256], {}),
-        "ivf-sharded": (ivf, "nprobe", [8, 16, 32, 64, 128, 256], {}),
+        "ivf": (ivf, "nprobe", NPROBE, {}),
+        "ivf-sharded": (ivf, "nprobe", NPROBE, {}),
         "hnsw32-shards": ("HNSW32", "efSearch", EF, {}),
         "hnsw32-pca-graph": ("HNSW32", "efSearch", EF, {}),
         "hnsw16": ("HNSW16", "efSearch", EF, {}),
@@ -230,8 +233,22 @@ def run_size(n: int, dim: int, n_queries: int, types: list[str], intrinsic_dim: 
             faiss.ParameterSpace().set_index_parameter(index, param, value)
         parts = [index.at(i) for i in range(index.count())] if isinstance(index, faiss.IndexShards) else [index]
         per_vector = sum(bytes_per_vector(part, n) for part in parts)
+        auto = {}
+        if knob == "nprobe":  # what GraceIndex's nprobe "auto" would pick, measured on stored vectors
+            start = time.perf_counter()
+            picks = np.arange(len(base) // CALIBRATION_QUERIES // 2, len(base), len(base) // CALIBRATION_QUERIES)
+            picks = picks[:CALIBRATION_QUERIES]
+            nprobe, stored_recall = calibrate_nprobe(index, lambda: blocks(base), picks.astype(np.int64),
+                                                     np.ascontiguousarray(base[picks]))
+            auto = {"auto_nprobe": nprobe, "auto_recall_stored": round(stored_recall, 4),
+                    "calibration_s": round(time.perf_counter() - start, 1)}
+            print(f"nprobe auto: {nprobe} (recall@10 {stored_recall:.3f} on {len(picks)} stored vectors, "
+                  f"{auto['calibration_s']} s)", flush=True)
+            values = sorted(set(values) | {nprobe})
         for value in values:
-            if knob:
+            if knob == "nprobe":
+                set_nprobe(index, value)  # as GraceIndex searches: an HNSW coarse quantizer is told to find them all
+            elif knob:
                 faiss.ParameterSpace().set_index_parameter(index, knob, value)
             times, found = latencies_ms(index, queries)
             row = {
@@ -242,11 +259,11 @@ def run_size(n: int, dim: int, n_queries: int, types: list[str], intrinsic_dim: 
                 "build_s": round(build_s, 2), "bytes_per_vector": round(per_vector, 1),
                 "p50_ms": round(float(np.percentile(times, 50)), 3),
                 "p99_ms": round(float(np.percentile(times, 99)), 3),
-                "recall@10": round(recall_at_k(found, truth), 4),
+                "recall@10": round(recall_at_k(found, truth), 4), **auto,
             }
             rows.append(row)
             print(format_row(row), flush=True)
-            if row["recall@10"] >= 0.999:
+            if (row["recall@10"] >= 0.999 or row["p50_ms"] > SLOW_MS) and value >= auto.get("auto_nprobe", 0):
                 break  # larger knob values only cost time
         del index
     return rows

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import faiss
 import numpy as np
 
-from grace_rag.indexes.factory import TARGET_RECALL
+from grace_rag.indexes.factory import TARGET_RECALL, set_nprobe
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,12 @@ def recall_at(index: faiss.Index, nprobe: int, query_ids: np.ndarray, queries: n
               truth: np.ndarray) -> float:
     """recall@k of ``index`` searched with ``nprobe`` against ``truth`` (each query's own id left out)."""
     k = truth.shape[1]
-    ivf = faiss.extract_index_ivf(index)
-    before = ivf.nprobe
-    ivf.nprobe = nprobe
+    before = faiss.extract_index_ivf(index).nprobe
+    set_nprobe(index, nprobe)
     try:
         _, found = index.search(queries, k + 1)
     finally:
-        ivf.nprobe = before
+        set_nprobe(index, before)
     hits = 0
     for own, row, want in zip(query_ids, found, truth):
         got = [i for i in row.tolist() if i != own and i >= 0][:k]
@@ -60,19 +59,23 @@ def recall_at(index: faiss.Index, nprobe: int, query_ids: np.ndarray, queries: n
 
 def calibrate_nprobe(index: faiss.Index, blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
                      query_ids: np.ndarray, queries: np.ndarray, target: float = TARGET_RECALL) -> tuple[int, float]:
-    """(nprobe, recall@10): the smallest power of two up to the number of lists whose recall reaches ``target``.
+    """(nprobe, recall@10): the smallest power of two up to the number of lists whose recall reaches ``target``,
+    or, if the index's codes keep it below, the smallest from which doubling finds no further neighbour.
 
     ``index`` is a filled IVF index whose ids are the store's ids; ``blocks()`` yields the store's
     (ids, vectors) for the exact ranking; ``query_ids``/``queries`` are stored vectors.
     """
     truth = exact_neighbours(blocks(), query_ids, queries)
     nlist = faiss.extract_index_ivf(index).nlist
-    nprobe, recall = 1, 0.0
-    while True:
-        recall = recall_at(index, nprobe, query_ids, queries, truth)
-        if recall >= target or nprobe >= nlist:
+    nprobe, recall = 1, recall_at(index, 1, query_ids, queries, truth)
+    while recall < target and nprobe < nlist:
+        more = min(2 * nprobe, nlist)
+        better = recall_at(index, more, query_ids, queries, truth)
+        if better <= recall:  # a plateau: more lists cost time and find nothing
+            logger.warning("recall@%d stops at %.3f from nprobe %d (target %.2f): the index's codes limit it",
+                           K, recall, nprobe, target)
             break
-        nprobe = min(2 * nprobe, nlist)
+        nprobe, recall = more, better
     logger.info("nprobe %d of %d lists reaches recall@%d %.3f on %d stored vectors (target %.2f)",
                 nprobe, nlist, K, recall, len(queries), target)
     return nprobe, recall
