@@ -35,7 +35,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from grace_rag.indexes.calibration import CALIBRATION_QUERIES, calibrate_nprobe
+from grace_rag.indexes.calibration import CALIBRATION_QUERIES, calibrate_nprobe, exact_neighbours
 from grace_rag.indexes.factory import HNSW_MAX, ivf_lists, set_nprobe, training_size
 from grace_rag.indexes.projected import fill_hnsw_projected
 from grace_rag.indexes.sharded import default_shards, fill_sharded
@@ -92,16 +92,7 @@ def blocks(base: np.ndarray):
 
 def exact_top_k(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Exact inner-product top-K ids for each query, block by block (the base may not fit in RAM)."""
-    best_scores = np.full((len(queries), K), -np.inf, dtype=np.float32)
-    best_ids = np.full((len(queries), K), -1, dtype=np.int64)
-    for ids, vectors in blocks(base):
-        scores = queries @ vectors.T  # (Q, block)
-        scores = np.concatenate([best_scores, scores], axis=1)
-        candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :K]
-        best_scores = np.take_along_axis(scores, order, axis=1)
-        best_ids = np.take_along_axis(candidates, order, axis=1)
-    return best_ids
+    return exact_neighbours(blocks(base), np.full(len(queries), -1, dtype=np.int64), queries, K)  # -1: no self
 
 
 def ivf_factory(n: int) -> str:
