@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -151,6 +152,20 @@ class GraceIndex:
         self.lock()
         self.manifest.factory_request = factory
         self.store.set_meta({"factory_request": factory}, bump=False)  # no chunk changed; refresh() rebuilds FAISS
+
+    def set_nprobe(self, nprobe: int | None) -> None:
+        """Record how many IVF lists a search visits (0: measured when the IVF index is built); ``None``
+        keeps the current value. Other index types keep it for when they become IVF."""
+        if nprobe is None or nprobe == self.manifest.search.nprobe:
+            return
+        if nprobe < 0:
+            raise GraceIndexError(f"nprobe must be 0 (measured at build) or a positive number of lists, not {nprobe}")
+        self.lock()
+        self.manifest.search = replace(self.manifest.search, nprobe=nprobe)
+        self.store.set_meta({"search": json.dumps(self.manifest.search.to_dict())}, bump=False)
+        if is_ivf(self._index) and self._index.ntotal and not nprobe and not self.manifest.search.tuned_nprobe:
+            self._calibrate(self._index)
+        apply_search_params(self._index, self.manifest.search)
 
     @classmethod
     def _from_store(cls, path: Path, store: ChunkStore, manifest: Manifest, lock: WriteLock) -> "GraceIndex":

@@ -11,6 +11,7 @@ from typing import Any
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.distributed import RayConfig, RayIndexer, probe_cluster, require_ray
+from grace_rag.indexes.factory import AUTO_NPROBE, SearchParams
 from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where as parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
@@ -35,6 +36,7 @@ class IndexRequest:
     model: str | None = None  # None: the index's model, or the default model for a new index
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # EncoderConfig fields given explicitly
     factory: str | None = None
+    nprobe: int | None = None  # IVF lists a search visits (0: measured at build); None: keep the index's
     device: str = "auto"
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     cluster: RayConfig | None = None  # embed on a Ray actor pool (None: in this process)
@@ -108,7 +110,8 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
         files_to_index(Path(request.path).resolve(), request.ingest.extensions)
         encoder = encoder or load_encoder(request.model, {}, request.device, overrides=request.settings)
         index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder),
-                                  "auto" if request.factory is None else request.factory)
+                                  "auto" if request.factory is None else request.factory,
+                                  SearchParams(nprobe=request.nprobe or AUTO_NPROBE))
     recorded = index.manifest.encoder
     try:
         index.lock()  # one writer at a time: a second run stops here, before reading or embedding anything
@@ -117,6 +120,7 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
                                    recorded.settings, request.device,
                                    overrides=request.settings)
         index.set_factory(request.factory)
+        index.set_nprobe(request.nprobe)
 
         def loader() -> Any:
             return load_recorded_encoder(index.path, recorded, request.device)

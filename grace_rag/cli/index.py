@@ -117,6 +117,9 @@ def index_command(
     pooling: PoolingOpt = None,
     quantization: QuantizationOpt = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
+    nprobe: Annotated[int | None, typer.Option(
+        min=0, help="IVF lists a search visits; 0 measures it when the IVF index is built (recall@10 0.95 on "
+                    "stored vectors). Only used by IVF indexes (above 2M chunks, or --factory IVF...).")] = None,
     device: DeviceOpt = "auto",
     ray: Annotated[bool, typer.Option("--ray", help="Embed on a Ray actor pool (pip install 'grace-rag[ray]').")] = False,
     address: Annotated[str | None, typer.Option(help=_ray_help("address"))] = None,
@@ -135,7 +138,7 @@ def index_command(
                 "layer": layer, "pooling": pooling, "quantization": quantization}
     request = IndexRequest(
         path=path, index_dir=index, model=model, settings={k: v for k, v in settings.items() if v is not None},
-        factory=factory, device=device,
+        factory=factory, nprobe=nprobe, device=device,
         ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size),
         cluster=RayConfig(address=address, workers=workers, gpus_per_worker=gpus_per_worker) if ray else None,
     )

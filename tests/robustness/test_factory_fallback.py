@@ -53,3 +53,37 @@ def test_a_forced_ivf_index_is_trained_once_enough_vectors_exist(tmp_path):
         assert index.manifest.factory == "IVF4,Flat"
     with GraceIndex.open(tmp_path / "ix") as index:
         assert index.manifest.factory == "IVF4,Flat" and index.search(vectors[300], k=1)[0].id == "c300"
+
+
+def test_nprobe_is_set_from_the_cli_kept_and_given_back_to_auto(work, model_dir):
+    def search() -> dict:
+        return json.loads(runner.invoke(app, ["info", "--index", "np", "--json"]).stdout)["search"]
+
+    built = runner.invoke(app, ["index", "docs", "--index", "np", "--model", str(model_dir), "--device", "cpu",
+                                "--rationale-tokens", "2", "--nprobe", "7", "-q"])
+    assert built.exit_code == 0, built.output
+    assert search()["nprobe"] == 7
+    assert runner.invoke(app, ["index", "docs", "--index", "np", "-q"]).exit_code == 0
+    assert search()["nprobe"] == 7  # not given: kept
+    assert runner.invoke(app, ["index", "docs", "--index", "np", "--nprobe", "0", "-q"]).exit_code == 0
+    assert search()["nprobe"] == 0
+    refused = runner.invoke(app, ["index", "docs", "--index", "np", "--nprobe", "-1", "-q"])
+    assert refused.exit_code == 2 and "nprobe" in refused.output and "Traceback" not in refused.output
+
+
+def test_set_nprobe_on_a_built_ivf_index_applies_at_once_and_auto_measures(tmp_path):
+    import faiss
+
+    vectors = np.random.default_rng(1).standard_normal((600, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [Chunk(id=f"c{i}", text=f"text {i}") for i in range(600)]
+    with GraceIndex.create(tmp_path / "ix", EncoderInfo("m", "f" * 32, 16), factory="IVF4,Flat") as index:
+        index.add(chunks, vectors)
+        index.save()
+        index.set_nprobe(2)
+        assert faiss.extract_index_ivf(index._index).nprobe == 2
+        index.save()
+    with GraceIndex.open(tmp_path / "ix") as index:
+        assert index.manifest.search.nprobe == 2 and faiss.extract_index_ivf(index._index).nprobe == 2
+        index.set_nprobe(0)
+        assert faiss.extract_index_ivf(index._index).nprobe == index.manifest.search.tuned_nprobe >= 1
