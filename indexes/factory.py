@@ -120,12 +120,18 @@ def quantizer_ef(nprobe: int) -> int:
     return max(16, 2 * nprobe)
 
 
+def hnsw_quantizer(ivf: faiss.IndexIVF) -> faiss.IndexHNSW | None:
+    """The coarse quantizer of ``ivf`` when it is an HNSW graph (large indexes), else None."""
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    return quantizer if isinstance(quantizer, faiss.IndexHNSW) else None
+
+
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
     """Search ``nprobe`` lists of an IVF index, and let an HNSW coarse quantizer find that many."""
     ivf = faiss.extract_index_ivf(index)
     ivf.nprobe = nprobe
-    quantizer = faiss.downcast_index(ivf.quantizer)
-    if isinstance(quantizer, faiss.IndexHNSW):
+    quantizer = hnsw_quantizer(ivf)
+    if quantizer is not None:
         quantizer.hnsw.efSearch = quantizer_ef(nprobe)
 
 
@@ -170,7 +176,7 @@ def search_parameters(index: faiss.Index, params: SearchParams, selector: faiss.
     ivf = faiss.try_extract_index_ivf(inner)
     if ivf is not None:
         nprobe = params.effective_nprobe
-        if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+        if hnsw_quantizer(ivf) is not None:
             quantizer = faiss.SearchParametersHNSW(efSearch=quantizer_ef(nprobe))
             out = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe, quantizer_params=quantizer)
             out.keep_quantizer_params = quantizer  # the C++ struct points at it: keep it alive with the result

@@ -163,8 +163,7 @@ class GraceIndex:
         self.lock()
         self.manifest.search = replace(self.manifest.search, nprobe=nprobe)
         self.store.set_meta({"search": json.dumps(self.manifest.search.to_dict())}, bump=False)
-        if is_ivf(self._index) and self._index.ntotal and not nprobe and not self.manifest.search.tuned_nprobe:
-            self._calibrate(self._index)
+        self._measure_nprobe(self._index)
         apply_search_params(self._index, self.manifest.search)
 
     @classmethod
@@ -343,15 +342,18 @@ class GraceIndex:
         else:
             for fids, vectors in self.store.iter_vectors() if index.is_trained else ():
                 index.add_with_ids(vectors, fids)
-        if is_ivf(index) and index.ntotal and not self.manifest.search.nprobe:  # nprobe "auto": measure it
-            self._calibrate(index)
+        self._measure_nprobe(index, again=True)  # a new build: its nprobe "auto" is measured anew
         apply_search_params(index, self.manifest.search)
         self._index, self._stale = index, False
         self.manifest.factory = factory if factory not in self._untrainable else EXACT_FALLBACK
         logger.info("rebuilt %s FAISS index with %d vectors", self.manifest.factory, index.ntotal)
 
-    def _calibrate(self, index: faiss.Index) -> None:
-        """Set the manifest's measured nprobe: the smallest reaching TARGET_RECALL on stored vectors."""
+    def _measure_nprobe(self, index: faiss.Index, again: bool = False) -> None:
+        """For a filled IVF index with nprobe "auto", set the manifest's measured nprobe (the smallest
+        reaching TARGET_RECALL on stored vectors); unless ``again``, only when none is recorded yet."""
+        search = self.manifest.search
+        if not is_ivf(index) or not index.ntotal or search.nprobe or (search.tuned_nprobe and not again):
+            return
         query_ids, queries = self.store.sample_rows(CALIBRATION_QUERIES)
         nprobe, recall = calibrate_nprobe(index, self.store.iter_vectors, query_ids, queries)
         self.manifest.search = replace(self.manifest.search, tuned_nprobe=nprobe, tuned_recall=recall)
@@ -378,9 +380,7 @@ class GraceIndex:
             level = logging.INFO if self.manifest.recreated else logging.WARNING  # already said with the manifest
             logger.log(level, "%s is %s; rebuilding it from %s", self.path / INDEX_FILE, problem, STORE_FILE)
             return self._rebuild_and_save()
-        search = self.manifest.search
-        if is_ivf(index) and index.ntotal and not search.nprobe and not search.tuned_nprobe:
-            self._calibrate(index)  # a manifest recreated from chunks.sqlite: measure nprobe again (saved on next save)
+        self._measure_nprobe(index)  # a manifest recreated from chunks.sqlite lost it (saved on next save)
         apply_search_params(index, self.manifest.search)
         self._index = index
 
