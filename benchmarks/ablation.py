@@ -165,7 +165,7 @@ def run_reference(name: str, runs: Path) -> dict[str, Any]:
     runs.mkdir(parents=True, exist_ok=True)
     if not eval_file.is_file():
         flags = [f"--{k}={v}" for k, v in extra.items()]
-        cmd = [grace_rag(), "eval", str(SHARED / "scifact"), *EVAL, "--rationale-tokens", "32", *flags, "-m", model,
+        cmd = [grace_rag(), "eval", str(SHARED / "scifact"), *EVAL, "--max-rationale-tokens", "32", *flags, "-m", model,
                "--out", str(eval_file)]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
 from grace_rag.evaluation.adapters import (
     Embedder,
-    GraceSettings,
     LoadedModel,
     Retriever,
     as_retriever,
@@ -103,7 +103,7 @@ class EvalRequest:
     corpus_size: int | None = None
     distractors: int = 5  # BM25 distractors per query in a retrieval subset
     seed: int = 0
-    grace: GraceSettings = field(default_factory=GraceSettings)
+    grace: EncoderConfig = field(default_factory=EncoderConfig)  # its explicit fields apply to GraceEncoder models
     fusion: Any = None  # FusionConfig for hybrid:NAME models (None: the index's defaults)
 
     def __post_init__(self) -> None:

@@ -80,7 +80,7 @@ def test_grace_options_reach_the_encoder_config(app, beir_dir: Path, monkeypatch
         return real_encoder.from_backbone(tiny_backbone(), config)
 
     monkeypatch.setattr(encoder_module, "GraceEncoder", fake_encoder)
-    result = invoke(app, str(beir_dir), "-m", "some/model-dir", "--rationale-tokens", "2",
+    result = invoke(app, str(beir_dir), "-m", "some/model-dir", "--max-rationale-tokens", "2",
                     "--pooling", "max", "--layer", "penultimate", "--subset", "2", "--json")
     assert result.exit_code == 0, result.output
     config = seen["config"]

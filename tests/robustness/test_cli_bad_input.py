@@ -20,6 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from grace_rag.config import EncoderConfig
 from grace_rag.cli.app import app
 from robustness_support import changes, edit_json, flip, one_line, run_sql, snapshot, truncate
 
@@ -100,7 +101,7 @@ def hold_lock(work: Path, model: Path) -> None:
 HELD: list = []
 IX = ("--index", "ix")
 TINY = ("--model", "{model}", "--device", "cpu")
-NEW = ("--index", "new", *TINY, "--rationale-tokens", "4", "-q")
+NEW = ("--index", "new", *TINY, "--max-rationale-tokens", "4", "-q")
 TRAIN = ("train", "good.jsonl", "--out", "out", "-q")
 
 QUERY_CASES = [
@@ -204,7 +205,7 @@ INDEX_CASES = [
          "chunk_overlap must be in [0, chunk_size)"),
     Case("index-overlap-negative", ("index", "docs", *IX, "--chunk-overlap", "-1"), 1, "chunk_overlap must be at least 0"),
     Case("index-batch-size-zero", ("index", "docs", *NEW, "--batch-size", "0"), 2, "--batch-size"),
-    Case("index-rationale-tokens-negative", ("index", "docs", *NEW, "--rationale-tokens", "-2"), 2, "--rationale-tokens"),
+    Case("index-rationale-tokens-negative", ("index", "docs", *NEW, "--max-rationale-tokens", "-2"), 2, "--max-rationale-tokens"),
     Case("index-layer-unknown", ("index", "docs", *NEW, "--layer", "middle"), 1, "unknown layer 'middle'"),
     Case("index-pooling-unknown", ("index", "docs", *NEW, "--pooling", "median"), 1, "unknown pooling 'median'"),
     Case("index-factory-invalid", ("index", "docs", *NEW, "--factory", "Bogus99"), 1, "invalid FAISS factory string"),
@@ -264,8 +265,8 @@ OTHER_COMMAND_CASES = [
     Case("global-unknown-option", ("--colour", "info"), 2, "No such option: --colour"),
     Case("explain-not-utf8", ("explain", BAD, *TINY), 1, "the TEXTS argument is not valid UTF-8"),
     Case("explain-role-unknown", ("explain", "x", "--role", "author", *TINY), 2, "--role"),
-    Case("explain-rationale-tokens-negative", ("explain", "x", "--rationale-tokens", "-1", *TINY), 2,
-         "--rationale-tokens"),
+    Case("explain-rationale-tokens-negative", ("explain", "x", "--max-rationale-tokens", "-1", *TINY), 2,
+         "--max-rationale-tokens"),
     Case("explain-no-texts", ("explain",), 2, "Missing argument"),
     Case("explain-model-empty", ("explain", "x", "--model", ""), 1, "the model name is empty"),
     Case("explain-device-mps", ("explain", "x", "--model", "{model}", "--device", "mps"), 1, "device 'mps'"),
@@ -367,7 +368,7 @@ def _index_with_vanished_model(work: Path, model: Path) -> None:
 
     shutil.copytree(model, work / "gone")
     shutil.rmtree(work / "ix")
-    encoder = load_encoder(str(work / "gone"), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
+    encoder = load_encoder(str(work / "gone"), EncoderConfig(cache=False, max_rationale_tokens=4), "cpu")
     index_folder(IndexRequest(path=work / "docs", index_dir=work / "ix", ingest=IngestConfig(chunk_size=64)),
                  encoder=encoder)
     shutil.rmtree(work / "gone")
