@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-batch-tokens", type=int, default=4096, help="token budget per batch (not for 'today')")
-    ap.add_argument("--max-rationale-tokens", type=int, default=32)
+    ap.add_argument("--rationale-tokens", type=int, default=32)
     ap.add_argument("--query-rationale-tokens", type=int, default=None)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

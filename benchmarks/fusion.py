@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=int, default=400)
     ap.add_argument("--distractors", type=int, default=1)
     ap.add_argument("--model", default="default", help="default, a built-in alias or a model directory")
-    ap.add_argument("--max-rationale-tokens", type=int, default=None)
+    ap.add_argument("--rationale-tokens", type=int, default=None)
     ap.add_argument("--layer", default=None)
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/out/fusion-<model>.json)")
     args = ap.parse_args()

@@ -36,7 +36,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-grace")
-    ap.add_argument("--max-rationale-tokens", type=int, default=0)
+    ap.add_argument("--rationale-tokens", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
