@@ -61,7 +61,8 @@ class RewardVariant(str, enum.Enum):
 
 def _f(default: Any, help: str, **cli: Any) -> Any:
     """A dataclass field with a default and a one-line help; ``cli``: how its generated option is spelled
-    (``aliases``, ``off``, ``metavar``, ``parse``; see :mod:`grace_rag.cli.settings`)."""
+    (``aliases``, ``off``, ``metavar``, ``parse``, ``flag``; ``cli=False``: config files only; see
+    :mod:`grace_rag.cli.settings`)."""
     metadata = {"help": help, **cli}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -81,7 +82,7 @@ def parse_length_penalty(value: str) -> float | None:
     try:
         return float(value)
     except ValueError:
-        raise ConfigError(f"--length-penalty: expected a number or 'off', got {value!r}") from None
+        raise ConfigError(f"expected a number or 'off', got {value!r}") from None
 
 
 @dataclass

@@ -5,8 +5,8 @@ encoder settings, with the field's own help; a field added to ``EncoderConfig`` 
 becomes an option of every such command without another edit. A field's metadata may carry
 ``flag`` (the option's name when ``--field-name`` collides), ``aliases`` (short or legacy
 spellings), ``off`` (the "off" name of a boolean flag), ``metavar`` and ``parse`` (a function
-turning the option's text into the field's value), and ``runtime=True`` (no option: a Python-only
-knob). Options not given stay out of the config, so a config's ``explicit`` set is exactly
+turning the option's text into the field's value); ``runtime=True`` or ``cli=False`` make no option
+(a Python-only knob, or a setting only a config file can hold). Options not given stay out of the config, so a config's ``explicit`` set is exactly
 what the user typed.
 """
 
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+
+from grace_rag.errors import GraceError
 
 #: old option spellings still accepted for one release: old flag -> (field, config class name)
 DEPRECATED_FLAGS: dict[str, tuple[str, str]] = {
@@ -77,7 +79,7 @@ def field_options(cls: type, prefix: str = "") -> list[FieldOption]:
         if _is_dataclass_type(kind):
             out += field_options(kind, prefix=f"{prefix}{f.name}.")
             continue
-        if f.metadata.get("runtime"):
+        if f.metadata.get("runtime") or f.metadata.get("cli") is False:
             continue
         out.append(_option(f, kind, prefix))
         out += [_deprecated(f, kind, prefix, old) for old, (name, owner) in DEPRECATED_FLAGS.items()
@@ -181,7 +183,10 @@ def _collect(opts: list[FieldOption], kwargs: dict[str, Any]) -> dict[str, Any]:
             typer.secho(f"warning: {option.deprecated} is deprecated and goes in the next release; "
                         f"use {_flag_for(opts, option.field)}", fg=typer.colors.YELLOW, err=True)
         if option.parse is not None:
-            value = option.parse(value)
+            try:
+                value = option.parse(value)
+            except GraceError as exc:
+                raise typer.BadParameter(str(exc), param_hint=_flag_for(opts, option.field)) from None
         if option.field in values and values[option.field] != value:
             raise typer.BadParameter(f"given twice with different values ({values[option.field]!r} and {value!r})",
                                      param_hint=_flag_for(opts, option.field))

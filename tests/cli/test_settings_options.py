@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -125,3 +126,17 @@ def test_two_options_with_one_spelling_are_refused_when_the_command_is_built():
 
     with pytest.raises(TypeError, match="option --sampling-seed is declared by both"):
         config_options(settings=EncoderConfig)(command)
+
+
+def test_a_field_marked_cli_false_is_no_option_but_stays_in_config_files():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Config:
+        steps: int = field(default=1, metadata={"help": "Steps."})
+        mix: dict = field(default_factory=dict, metadata={"help": "Data mix.", "cli": False})
+
+    def command(overrides) -> None: ...
+
+    names = [p.name for p in inspect.signature(config_options(overrides=Config)(command)).parameters.values()]
+    assert names == ["cfg__steps"]
