@@ -146,6 +146,16 @@ class GraceEncoder:
         return cls(model=backbone.name, config=config, device=str(backbone.model.device), backbone=backbone, **kwargs)
 
     @property
+    def untrained_base(self) -> str:
+        """The untrained model these weights derive from (the model itself when it is not trained)."""
+        return self.backbone.base_model or self.backbone.name
+
+    def without_rationales(self) -> GraceEncoder:
+        """This encoder with no rationale for either role (same weights, no reload): the text alone."""
+        config = self.config.with_changes(max_rationale_tokens=0, query_rationale_tokens=0)
+        return GraceEncoder.from_backbone(self.backbone, config, cache=self._cache)
+
+    @property
     def dimension(self) -> int:
         return int(self.backbone.model.config.hidden_size)
 

@@ -26,10 +26,12 @@ def explain(
     from grace_rag.encoder import GraceEncoder
 
     encoder = GraceEncoder(model=model, config=settings.build(), device=device)
-    rationales = encoder.explain(texts, role=role)
-    if as_json:
-        typer.echo(json.dumps([{"text": t, "rationale": r} for t, r in zip(texts, rationales)], indent=2))
+    if as_json:  # with each rationale's quality figures (grace_rag.evaluation.rationale_quality)
+        from grace_rag.evaluation.rationale_quality import explain_figures
+
+        typer.echo(json.dumps(explain_figures(encoder, texts, role), indent=2))
         return
+    rationales = encoder.explain(texts, role=role)
     for text, rationale in zip(texts, rationales):
         typer.secho(text, bold=True)
         typer.echo(f"  -> {rationale}\n")
