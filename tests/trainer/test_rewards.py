@@ -1,5 +1,6 @@
 """Rewards against hand-computed numbers (2-D unit vectors; cosines are easy to do by hand)."""
 
+import pytest
 import torch
 from torch.testing import assert_close
 
