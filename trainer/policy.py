@@ -27,10 +27,13 @@ class ReferencePolicy:
         self.lora = lora
         self.model = model if lora else copy.deepcopy(model).eval().requires_grad_(False)
 
+    def context(self) -> Any:
+        """A context in which ``self.model`` computes the initial policy (the adapter switched off)."""
+        return self.model.disable_adapter() if self.lora else nullcontext()
+
     @torch.no_grad()
     def logprobs(self, prompts: Sequence[PromptIds], rationales: Sequence[Sequence[int]], pad_id: int,
                  temperature: float) -> Tensor:
         """(N, T) log-probs of the rationale tokens under the initial policy."""
-        ctx = self.model.disable_adapter() if self.lora else nullcontext()
-        with ctx:
+        with self.context():
             return forward_sequences(self.model, prompts, rationales, pad_id, temperature).logp

@@ -4,8 +4,9 @@
 encoder settings, with the field's own help; a field added to ``EncoderConfig`` (or ``TrainConfig``)
 becomes an option of every such command without another edit. A field's metadata may carry
 ``flag`` (the option's name when ``--field-name`` collides), ``aliases`` (short or legacy
-spellings), ``off`` (the "off" name of a boolean flag), ``metavar`` and ``parse`` (a function
-turning the option's text into the field's value); ``runtime=True`` or ``cli=False`` make no option
+spellings), ``off`` (the "off" name of a boolean flag), ``metavar``, ``parse`` (a function
+turning the option's text, or each item's for a list, into the field's value), ``extend``
+(a list option adds to the config file's list); ``runtime=True`` or ``cli=False`` make no option
 (a Python-only knob, or a setting only a config file can hold). Options not given stay out of the config, so a config's ``explicit`` set is exactly
 what the user typed.
 """
@@ -51,6 +52,11 @@ def _cli_type(kind: Any) -> Any:
     return _optional(kind)
 
 
+def _is_list(kind: Any) -> bool:
+    members = [m for m in typing.get_args(kind) if m is not type(None)] if _is_union(kind) else [kind]
+    return len(members) == 1 and typing.get_origin(members[0]) in (list, tuple)
+
+
 def _is_union(kind: Any) -> bool:
     return typing.get_origin(kind) is typing.Union or isinstance(kind, types.UnionType)
 
@@ -68,6 +74,7 @@ class FieldOption:
     field: str
     parse: Callable[[Any], Any] | None = None
     deprecated: str | None = None  # the old flag this hidden option stands for
+    extend: bool = False  # a list option adds to the base config's list instead of replacing it
 
 
 def field_options(cls: type, prefix: str = "") -> list[FieldOption]:
@@ -101,10 +108,12 @@ def _option(f: dataclasses.Field, kind: Any, prefix: str) -> FieldOption:
     decls += list(f.metadata.get("aliases", ()))
     info = typer.Option(*decls, help=f.metadata.get("help", ""), metavar=f.metadata.get("metavar"),
                         show_default=False)
-    annotation = Annotated[str | None if parse else _cli_type(kind), info]
+    cli_type = _cli_type(kind)
+    if parse is not None:  # the option's text (each item's, for a list) is parsed by the field's own function
+        cli_type = list[str] | None if _is_list(cli_type) else str | None
     param = inspect.Parameter(_param_name(prefix, f.name), inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=annotation)
-    return FieldOption(param, prefix + f.name, parse)
+                              annotation=Annotated[cli_type, info])
+    return FieldOption(param, prefix + f.name, parse, extend=bool(f.metadata.get("extend")))
 
 
 def _deprecated(f: dataclasses.Field, kind: Any, prefix: str, old: str) -> FieldOption:
@@ -121,6 +130,7 @@ class Given:
 
     cls: type
     values: dict[str, Any]
+    extend: frozenset[str] = frozenset()  # list fields whose given items are added to the base's
 
     def build(self) -> Any:
         """A config of the given values only (so its ``explicit`` set is what was typed)."""
@@ -137,7 +147,7 @@ class Given:
         if base is None:
             base = self.cls(**flat)
             flat = {}
-        changes = dict(flat)
+        changes = {k: [*getattr(base, k), *v] if k in self.extend else v for k, v in flat.items()}
         for head, values in nested.items():
             changes[head] = getattr(base, head).with_changes(**values)
         if not changes:
@@ -163,7 +173,8 @@ def config_options(**groups: type) -> Callable[[Callable[..., Any]], Callable[..
         @functools.wraps(func)
         def wrapper(**kwargs: Any) -> Any:
             for group, opts in options.items():
-                kwargs[group] = Given(groups[group], _collect(opts, kwargs))
+                kwargs[group] = Given(groups[group], _collect(opts, kwargs),
+                                      frozenset(o.field for o in opts if o.extend))
             return func(**kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=params + generated)  # type: ignore[attr-defined]
@@ -184,7 +195,7 @@ def _collect(opts: list[FieldOption], kwargs: dict[str, Any]) -> dict[str, Any]:
                         f"use {_flag_for(opts, option.field)}", fg=typer.colors.YELLOW, err=True)
         if option.parse is not None:
             try:
-                value = option.parse(value)
+                value = [option.parse(v) for v in value] if isinstance(value, list) else option.parse(value)
             except GraceError as exc:
                 raise typer.BadParameter(str(exc), param_hint=_flag_for(opts, option.field)) from None
         if option.field in values and values[option.field] != value:

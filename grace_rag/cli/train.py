@@ -14,8 +14,8 @@ from grace_rag.trainer.config import TrainConfig
 
 @config_options(overrides=TrainConfig)
 def train_command(
-    data: Annotated[Path, typer.Argument(exists=True, help="Triplet JSONL, a BEIR folder, or (with --mode unsupervised) a text/JSONL file or folder.")],
     overrides: Given,
+    data: Annotated[Optional[Path], typer.Argument(exists=True, help="Triplet/pair JSONL, a BEIR folder, an STS .tsv, or (with --mode unsupervised) a text/JSONL file or folder. Optional with --data.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", exists=True, dir_okay=False, help="TOML or YAML file of training settings (options given here override it).")] = None,
     eval_dir: Annotated[Optional[Path], typer.Option("--eval", exists=True, file_okay=False, help="BEIR folder: nDCG@10 on a subset before, every eval_every steps and after training.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUT.checkpoints.")] = False,
