@@ -67,8 +67,8 @@ def build_encoder(args: argparse.Namespace):
                            query_rationale_tokens=args.query_rationale_tokens)
     encoder = GraceEncoder(args.model, config=config, device="cpu")
     generator = encoder.generator
-    if isinstance(generator, HFGenerator):
-        generator.share_prefix = variant["share_prefix"]
+    if isinstance(generator, HFGenerator) and not variant["share_prefix"]:
+        generator._prefix = lambda prompts: None  # this benchmark's variant: every prompt computed whole
     if args.compile:
         encoder.backbone.model.forward = torch.compile(encoder.backbone.model.forward, dynamic=True)
     return encoder

@@ -35,7 +35,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from grace_rag.indexes.calibration import CALIBRATION_QUERIES, calibrate_nprobe, exact_neighbours
+from grace_rag.indexes.nprobe import CALIBRATION_QUERIES, calibrate_nprobe, exact_neighbours
 from grace_rag.indexes.factory import HNSW_MAX, ivf_lists, set_nprobe, training_size
 from grace_rag.indexes.projected import fill_hnsw_projected
 from grace_rag.indexes.sharded import default_shards, fill_sharded

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.configs import BenchConfig, slug
-from grace_rag.evaluation.adapters import load_model
+from grace_rag.evaluation.loading import load_model
 from grace_rag.evaluation.datasets import BeirDataset, StsDataset
 from grace_rag.evaluation.runner import evaluate_loaded
 

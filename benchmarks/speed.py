@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from benchmarks.configs import BY_LABEL
-from grace_rag.evaluation.adapters import as_retriever, load_model
+from grace_rag.evaluation.adapters import as_retriever
+from grace_rag.evaluation.loading import load_model
 from grace_rag.evaluation.datasets import load_beir
 
 

@@ -55,13 +55,11 @@ class Decoded:
 class HFGenerator(FusedGenerator):
     """Decoding with a Hugging Face causal LM; ``generate_and_pool`` reuses its states for the vector."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, share_prefix: bool = True,
-                 max_batch_tokens: int | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, max_batch_tokens: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
-        self.share_prefix = share_prefix
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = pad_token_id(model, tokenizer)
         self._prefixes: dict[tuple[int, ...], Prefix] = {}
@@ -123,10 +121,10 @@ class HFGenerator(FusedGenerator):
         return rows, representer.pool(hidden, seg).cpu()
 
     def _prefix(self, prompts: list[PromptIds]) -> Prefix | None:
-        """The batch's shared prefix (computed once and kept), or None when sharing is off or not possible."""
+        """The batch's shared prefix (computed once and kept), or None when the prompts share none."""
         length = min(p.pool_start for p in prompts)
         first = tuple(prompts[0].input_ids[:length])
-        if not self.share_prefix or length < 1 or any(tuple(p.input_ids[:length]) != first for p in prompts) \
+        if length < 1 or any(tuple(p.input_ids[:length]) != first for p in prompts) \
                 or any(len(p.input_ids) <= length for p in prompts):
             return None
         if first not in self._prefixes:

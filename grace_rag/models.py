@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from grace_rag.errors import ConfigError, ModelNotFoundError
+from grace_rag.hashing import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +115,6 @@ def write_encoder_settings(directory: Path, settings: dict[str, Any], **extra: A
     return path
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_id(directory: Path) -> str:
     """Content hash of a model directory's weight files (memoised under GRACE_RAG_HOME, never in the model's folder)."""
     memo = _weights_memo(directory)
@@ -134,7 +127,7 @@ def weights_id(directory: Path) -> str:
     digest = hashlib.sha256()
     for p in files:
         digest.update(str(p.relative_to(directory)).encode())
-        digest.update(_file_digest(p).encode())
+        digest.update(file_digest(p).encode())
     result = digest.hexdigest()[:32]
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ pooled and how vectors are normalised. Used three ways:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,10 @@ import torch
 from torch import Tensor
 
 from grace_rag.config import Layer, Pooling
-from grace_rag.generation import FusedGenerator, GenerationSettings, Rationale, RationaleGenerator, stop_token_ids
+from grace_rag.generation import FusedGenerator, GenerationSettings, Progress, Rationale, RationaleGenerator, stop_token_ids
 from grace_rag.pooling import Segments, normalize, pool, segments
 from grace_rag.prompts import PromptIds
 
-Progress = Callable[[int], Any]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ An index is a directory::
     write.lock      one writer at a time (indexes.lock); damaged parts are repaired (indexes.repair)
 
 Search is ``dense``, ``lexical`` or ``hybrid`` (both, fused: :mod:`grace_rag.indexes.fusion`);
-filters (:mod:`grace_rag.indexes.filters`) apply to both sides. Nothing is pickled and nothing
+filters (:mod:`grace_rag.indexes.filters`) apply to both sides. ``GraceIndex`` stores and searches;
+``Retriever`` pairs it with the model that built it and encodes queries. Nothing is pickled and nothing
 is ``eval``-ed on load.
 """
 
@@ -21,8 +22,9 @@ from grace_rag.indexes.filters import Combine, Condition, Group, Op
 from grace_rag.indexes.fusion import FusionConfig, FusionMethod, SearchMode
 from grace_rag.indexes.grace_index import GraceIndex
 from grace_rag.indexes.records import Chunk, EncoderInfo, Hit
+from grace_rag.indexes.retriever import Retriever, SearchResult
 
 __all__ = [
     "Chunk", "Combine", "Condition", "EncoderInfo", "FusionConfig", "FusionMethod", "GraceIndex", "Group", "Hit", "Op",
-    "SearchMode", "SearchParams", "choose_factory",
+    "Retriever", "SearchMode", "SearchParams", "SearchResult", "choose_factory",
 ]

@@ -13,10 +13,13 @@ import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.hashing import feed_file, file_digest
 from grace_rag.textio import file_name, shown
 
+DEFAULT_INDEX_DIR = Path(".grace-index")  # where the CLI and the framework retrievers look by default
 STORE_FILE = "chunks.sqlite"
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
@@ -81,26 +84,26 @@ def check_index_path(path: Path) -> None:
         )
 
 
-def bytes_digest(data: bytes | memoryview) -> str:
+def _checksum_hasher() -> Any:
+    return hashlib.blake2b(digest_size=16)
+
+
+def checksum(data: bytes | memoryview) -> str:
     """The checksum recorded for a file of an index (blake2b, 128 bits, hex)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    hasher = _checksum_hasher()
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    """:func:`bytes_digest` of a file, read in blocks."""
-    digest = hashlib.blake2b(digest_size=16)
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def file_checksum(path: Path) -> str:
+    """:func:`checksum` of a file, read in blocks."""
+    return file_digest(path, _checksum_hasher)
 
 
 def directory_digest(folder: Path) -> str:
     """A content hash of every file in ``folder`` (names and bytes, in name order)."""
-    digest = hashlib.blake2b(digest_size=16)
+    digest = _checksum_hasher()
     for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
         digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        feed_file(digest, path)
     return digest.hexdigest()

@@ -136,7 +136,7 @@ _ITEM = re.compile(r"^\s*([^=!<>]+?)\s*(!=|>=|<=|=|>|<)(.*)$")
 _TEXT_OPS = {"=": Op.EQ, "!=": Op.NE, ">": Op.GT, ">=": Op.GTE, "<": Op.LT, "<=": Op.LTE}
 
 
-def parse_where(items: Sequence[str] | None) -> Filter | None:
+def parse_where_items(items: Sequence[str] | None) -> Filter | None:
     """``["lang=en", "year>=2020", "tags!=[1, 2]"]`` -> their AND; values are JSON when they parse."""
     conditions = []
     for item in items or []:

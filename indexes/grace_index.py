@@ -1,4 +1,7 @@
-"""GraceIndex: a directory holding a FAISS index, its SQLite chunk store and a manifest."""
+"""GraceIndex: a directory holding a FAISS index, its SQLite chunk store and a manifest.
+
+It stores and searches vectors and texts; it never encodes (``Retriever`` pairs it with its model).
+"""
 
 from __future__ import annotations
 
@@ -13,16 +16,16 @@ import faiss
 import numpy as np
 
 from grace_rag.errors import GraceIndexError
-from grace_rag.indexes.calibration import CALIBRATION_QUERIES, calibrate_nprobe
+from grace_rag.indexes.nprobe import CALIBRATION_QUERIES, calibrate_nprobe
 from grace_rag.indexes.factory import (
     AUTO, EXACT_FALLBACK, SearchParams, apply_search_params, build_index, resolve_factory, supports_removal,
     train_index, training_minimum,
 )
 from grace_rag.indexes.files import (  # noqa: F401 (file names re-exported)
-    INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE, bytes_digest, check_index_path,
+    INDEX_FILE, LOCK_FILE, MANIFEST_FILE, STORE_FILE, check_index_path, checksum,
 )
 from grace_rag.indexes.filters import Filter, check_keys, parse_filter
-from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, fuse, single_side
+from grace_rag.indexes.fusion import FusionConfig, SearchMode, fuse, single_side
 from grace_rag.indexes.lexical import LEXICAL_DIR, remove_leftovers
 from grace_rag.indexes.lexical_sync import LexicalSide
 from grace_rag.indexes.lock import WriteLock, repairing
@@ -292,21 +295,6 @@ class GraceIndex:
             self._keys = (revision, self.store.metadata_keys())
         return self._keys[1]
 
-    def query(self, encoder: Any, text: str, k: int = 10, where: Any = None, *,
-              mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None) -> tuple[list[Hit], str]:
-        """Search for ``text``: encode it as a query (dense, hybrid) and/or match its words (lexical, hybrid).
-
-        Returns (hits, the query's rationale). Lexical mode needs no encoder (pass ``None``) and
-        has no rationale.
-        """
-        mode = choose_mode(mode, True, True)
-        if mode is SearchMode.LEXICAL:
-            return self.search(None, k=k, where=where, text=text, mode=mode, fusion=fusion), ""
-        check_fingerprint(self.manifest.encoder, EncoderInfo.of(encoder), self.path)
-        encoding = encoder.encode([text], role="query")
-        hits = self.search(encoding.vectors[0], k=k, where=where, text=text, mode=mode, fusion=fusion)
-        return hits, encoding.rationales[0]
-
     # -- persistence ------------------------------------------------------------------
     def wanted_factory(self) -> str:
         """The factory to build now: the request, or exact search while a forced one cannot be trained yet."""
@@ -365,7 +353,7 @@ class GraceIndex:
         data = faiss.serialize_index(self._index).tobytes()
         self.manifest.faiss_revision = self.store.revision
         self.manifest.faiss_bytes = len(data)
-        self.manifest.faiss_digest = bytes_digest(data)
+        self.manifest.faiss_digest = checksum(data)
         self.manifest.counts = {"chunks": self.store.count(), "files": len(self.store.file_hashes())}
         atomic_write_bytes(self.path / INDEX_FILE, data)
         self.lexical.sync()

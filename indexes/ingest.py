@@ -7,7 +7,6 @@ on the next open if a run was interrupted. Re-running therefore embeds only what
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,9 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from grace_rag.errors import ConfigError, DataError
+from grace_rag.hashing import file_digest
 from grace_rag.textio import TextError, file_name, shown
 from grace_rag.indexes.grace_index import GraceIndex
-from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
+from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_document
 from grace_rag.indexes.records import Chunk, EncoderInfo, check_fingerprint, content_hash
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class IngestReport:
         return out
 
 
-class Progress(Protocol):
+class IngestProgress(Protocol):
     """What the CLI's progress bar implements; the library never prints."""
 
     def start(self, phase: str, total: int) -> None: ...
@@ -113,13 +113,6 @@ def files_to_index(root: Path, extensions: Sequence[str]) -> list[Path]:
         raise DataError(f"no files to index under {root} (looked for {' '.join(extensions)}, recursively)")
     return files
 
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -175,7 +168,7 @@ class Indexer:
     """
 
     def __init__(self, index: GraceIndex, encoder: Any = None, config: IngestConfig | None = None,
-                 progress: Progress | None = None, *, load_encoder: Callable[[], Any] | None = None) -> None:
+                 progress: IngestProgress | None = None, *, load_encoder: Callable[[], Any] | None = None) -> None:
         if encoder is None and load_encoder is None:
             raise ConfigError("Indexer needs an encoder or a load_encoder callable")
         self.index = index
@@ -253,7 +246,7 @@ class Indexer:
         documents = {}
         for path in paths:
             try:
-                documents[path] = make_chunks(path, read_text(Path(path)), splitter)
+                documents[path] = make_chunks(path, read_document(Path(path)), splitter)
             except Exception as exc:  # any reader failure skips the file, never the run
                 self._skip(report, path, exc.__cause__ or exc)
             self.progress.advance("reading")

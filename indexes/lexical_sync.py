@@ -13,14 +13,13 @@ import logging
 from pathlib import Path
 
 from grace_rag.errors import GraceIndexError
+from grace_rag.indexes.files import MANIFEST_FILE
 from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalDamage, LexicalIndex, check_revision
 from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, read_manifest, write_manifest
 from grace_rag.indexes.store import ChunkStore
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_FILE = "manifest.json"
 
 
 class LexicalSide:

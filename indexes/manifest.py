@@ -34,7 +34,7 @@ class Manifest:
     metric: str = "inner_product"
     faiss_revision: int = -1  # chunk-store revision that index.faiss reflects
     faiss_bytes: int = 0
-    faiss_digest: str = ""  # checksum of index.faiss (files.bytes_digest); "" in indexes written before it
+    faiss_digest: str = ""  # checksum of index.faiss (files.checksum); "" in indexes written before it
     lexical_revision: int = -1  # chunk-store revision that lexical/ reflects (-1: none yet)
     lexical_digest: str = ""  # content hash of the files in lexical/
     counts: dict[str, int] = field(default_factory=dict)

@@ -95,7 +95,7 @@ FILE_READERS: dict[str, BaseReader] = {
 }
 
 
-def read_text(path: Path) -> str:
+def read_document(path: Path) -> str:
     """The text of one file; raises (OSError, ValueError, DataError for bytes that are not text, ...) when it cannot be read."""
     path = Path(path)
     reader = FILE_READERS.get(path.suffix.lower())

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grace_rag.config import EncoderConfig, runtime_fields
 from grace_rag.errors import GraceIndexError
 from grace_rag.textio import is_text
 
@@ -139,7 +140,7 @@ def check_fingerprint(built_with: EncoderInfo, encoder: EncoderInfo, where: Path
     """Refuse to mix vectors of two different encoders, naming both and what differs."""
     if built_with.fingerprint == encoder.fingerprint:
         return
-    ignored = {"batch_size", "cache", "show_progress"}
+    ignored = set(runtime_fields(EncoderConfig))  # how the work is done, not what vector comes out
     changed = sorted(k for k in set(built_with.settings) | set(encoder.settings)
                      if k not in ignored and built_with.settings.get(k) != encoder.settings.get(k))
     if built_with.model_name != encoder.model_name:

@@ -23,7 +23,7 @@ import faiss
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import AUTO, SearchParams, faiss_reason
-from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_digest
+from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_checksum
 from grace_rag.indexes.manifest import FORMAT, Manifest, ManifestDamage, read_manifest, write_manifest
 from grace_rag.indexes.records import EncoderInfo
 from grace_rag.indexes.lock import WriteLock, repairing
@@ -111,7 +111,7 @@ def read_faiss(path: Path, manifest: Manifest, store: ChunkStore) -> tuple[faiss
     size = file.stat().st_size
     if size != manifest.faiss_bytes:
         return None, f"damaged ({size} bytes, {MANIFEST_FILE} records {manifest.faiss_bytes})"
-    if manifest.faiss_digest and file_digest(file) != manifest.faiss_digest:
+    if manifest.faiss_digest and file_checksum(file) != manifest.faiss_digest:
         return None, f"damaged (its checksum differs from the one in {MANIFEST_FILE})"
     try:
         index = faiss.read_index(str(file))

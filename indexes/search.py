@@ -28,7 +28,7 @@ def choose_mode(mode: str | SearchMode | None, has_vector: bool, has_text: bool)
         return SearchMode.DENSE if has_vector else SearchMode.LEXICAL
     mode = parse_mode(mode)
     if mode in (SearchMode.DENSE, SearchMode.HYBRID) and not has_vector:
-        raise ConfigError(f"{mode.value} search needs a query vector; use GraceIndex.query(encoder, text) or mode='lexical'")
+        raise ConfigError(f"{mode.value} search needs a query vector; use Retriever.search(text) or mode='lexical'")
     if mode in (SearchMode.LEXICAL, SearchMode.HYBRID) and not has_text:
         raise ConfigError(f"{mode.value} search needs the query text: pass text=...")
     return mode

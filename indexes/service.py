@@ -14,18 +14,17 @@ from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.distributed import RayConfig, RayIndexer, probe_cluster, require_ray
 from grace_rag.indexes.factory import AUTO_NPROBE, SearchParams
 from grace_rag.indexes.filters import Condition, Filter, Group, Op
-from grace_rag.indexes.filters import parse_where as parse_where_items
-from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
+from grace_rag.indexes.filters import parse_where_items
+from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode
 from grace_rag.indexes.grace_index import MANIFEST_FILE, GraceIndex
-from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestReport, Progress, files_to_index
+from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestProgress, IngestReport, files_to_index
 from grace_rag.indexes.manifest import read_manifest
 from grace_rag.indexes.records import EncoderInfo
-from grace_rag.indexes.files import check_index_path
-from grace_rag.errors import ModelNotFoundError
+from grace_rag.indexes.files import DEFAULT_INDEX_DIR, check_index_path
+from grace_rag.indexes.retriever import Retriever, load_encoder, load_recorded_encoder, recorded_config
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INDEX_DIR = Path(".grace-index")
 
 
 @dataclass
@@ -51,36 +50,6 @@ def stored_settings(index_dir: Path) -> tuple[str | None, dict[str, Any]]:
     return manifest.encoder.model_name, manifest.encoder.settings
 
 
-def load_encoder(model: str | None, config: EncoderConfig | None = None, device: str = "auto") -> Any:
-    """A GraceEncoder for ``model`` (None: the default model) with ``config``, without a progress bar."""
-    from grace_rag import GraceEncoder
-
-    config = (config or EncoderConfig()).with_changes(show_progress=False)
-    kwargs: dict[str, Any] = {"config": config, "device": device}
-    return GraceEncoder(model=model, **kwargs) if model is not None else GraceEncoder(**kwargs)
-
-
-def recorded_config(recorded: EncoderInfo, settings: EncoderConfig | None = None) -> EncoderConfig:
-    """The settings an index records, with the explicit fields of ``settings`` over them."""
-    names = {f.name for f in dataclasses.fields(EncoderConfig)}
-    known = {k: v for k, v in recorded.settings.items() if k in names}
-    return EncoderConfig(**{**known, **(settings or EncoderConfig()).to_dict(explicit_only=True)})
-
-
-def load_recorded_encoder(index_dir: Path, recorded: EncoderInfo, device: str = "auto",
-                          settings: EncoderConfig | None = None) -> Any:
-    """The encoder an index was built with (its manifest names it); a model that cannot be loaded names the index.
-
-    The name is only loaded from, never written into, and the encoder's fingerprint is then checked
-    against the index's, so a manifest that points elsewhere cannot mix vectors.
-    """
-    try:
-        return load_encoder(recorded.model_name, recorded_config(recorded, settings), device)
-    except ModelNotFoundError as exc:
-        raise ModelNotFoundError(f"index {index_dir} was built with model {recorded.model_name!r}, which cannot be "
-                                 f"loaded now ({exc}); pass the same model with --model") from None
-
-
 def _differs(request: IndexRequest, recorded: EncoderInfo) -> bool:
     """Whether the request names another model or other settings than the index records (no model load)."""
     from grace_rag.models import display_name
@@ -91,7 +60,7 @@ def _differs(request: IndexRequest, recorded: EncoderInfo) -> bool:
     return any(wanted[key] != recorded.settings.get(key) for key in request.settings.explicit)
 
 
-def index_folder(request: IndexRequest, progress: Progress | None = None, encoder: Any = None) -> IngestReport:
+def index_folder(request: IndexRequest, progress: IngestProgress | None = None, encoder: Any = None) -> IngestReport:
     """Bring ``request.index_dir`` up to date with ``request.path``.
 
     An existing index loads its model only when files need embedding (or when the request names
@@ -144,29 +113,12 @@ def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, w
                 model: str | None = None, device: str = "auto", encoder: Any = None, *,
                 mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None,
                 settings: EncoderConfig | None = None) -> dict[str, Any]:
-    """Search an index with the model and settings that built it (or ``model``, which must match).
-
-    Lexical mode loads no model. ``where`` is a filter (dict or Filter), checked before any model loads.
-    """
+    """`grace-rag query`: search an index with the model and settings that built it (or ``model`` and
+    ``settings``, which must build the same vectors), as JSON. Lexical mode loads no model."""
     if not text.strip():
         raise GraceIndexError("the query is empty; pass the text to search for")
-    mode, fusion = parse_mode(mode), fusion or FusionConfig()
-    with open_index(index_dir) as index:
-        index.resolve_filter(where)
-        if encoder is None and mode is not SearchMode.LEXICAL:
-            recorded = index.manifest.encoder
-            encoder = (load_encoder(model, recorded_config(recorded, settings), device) if model is not None
-                       else load_recorded_encoder(index.path, recorded, device, settings))
-        hits, rationale = index.query(encoder, text, k=k, where=where, mode=mode, fusion=fusion)
-    result: dict[str, Any] = {"query": text, "mode": mode.value, "hits": [h.to_dict() for h in hits]}
-    if mode is SearchMode.HYBRID:
-        result["fusion"] = fusion.to_dict()
-    if explain:
-        result["query_rationale"] = rationale
-    else:
-        for hit in result["hits"]:
-            hit.pop("rationale")
-    return result
+    with Retriever.open(index_dir, model=model, settings=settings, device=device, encoder=encoder) as retriever:
+        return retriever.search(text, k, where, mode=mode, fusion=fusion).to_dict(explain)
 
 
 def delete_sources(index_dir: Path, paths: list[str]) -> dict[str, Any]:

@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - exercised by a test that hides the pac
     ) from None
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
+from grace_rag.indexes.files import DEFAULT_INDEX_DIR
+from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, parse_mode
 
 PER_CALL = {"k", "filter", "mode", "fusion", "alpha"}
 
@@ -39,7 +40,7 @@ class GraceIndexRetriever(BaseRetriever):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
-    index_dir: Path = Field(default=Path(".grace-index"), description="A `grace-rag index` directory.")
+    index_dir: Path = Field(default=DEFAULT_INDEX_DIR, description="A `grace-rag index` directory.")
     k: int = Field(default=4, ge=1, description="Number of documents to return.")
     mode: str = Field(default=DEFAULT_MODE.value, description="dense, lexical or hybrid.")
     filter: dict[str, Any] | None = Field(default=None, description="Mongo-style metadata/column filter.")
@@ -47,8 +48,7 @@ class GraceIndexRetriever(BaseRetriever):
     alpha: float | None = Field(default=None, description="Weight of the dense side in weighted fusion.")
     device: str = Field(default="auto", description="Device for the model: auto, cpu, cuda, cuda:N or mps.")
     encoder: Any = Field(default=None, exclude=True, description="A loaded GraceEncoder to use (else the index's model).")
-    _index: Any = PrivateAttr(default=None)
-    _loaded: Any = PrivateAttr(default=None)
+    _retriever: Any = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:
         parse_mode(self.mode)  # a wrong mode or alpha fails at construction, in one line
@@ -61,34 +61,22 @@ class GraceIndexRetriever(BaseRetriever):
             raise TypeError(f"unexpected argument(s) {sorted(unknown)}; per call you can pass {sorted(PER_CALL)}")
         options = {"k": self.k, "filter": self.filter, "mode": self.mode, "fusion": self.fusion,
                    "alpha": self.alpha, **kwargs}
-        mode = parse_mode(options["mode"])
         fusion = FusionConfig.from_options(options["fusion"], options["alpha"])
-        index = self._open()
-        encoder = None if mode is SearchMode.LEXICAL else self._encoder(index)
-        hits, rationale = index.query(encoder, query, k=options["k"], where=options["filter"], mode=mode, fusion=fusion)
+        result = self._open().search(query, options["k"], options["filter"], mode=options["mode"], fusion=fusion)
+        rationale = result.query_rationale
         return [
             Document(id=hit.id, page_content=hit.text, metadata={
                 **hit.metadata, "source": hit.source, "position": hit.position, "rationale": hit.rationale,
                 "query_rationale": rationale, "score": hit.score, "dense_rank": hit.dense_rank,
                 "dense_score": hit.dense_score, "lexical_rank": hit.lexical_rank, "lexical_score": hit.lexical_score,
             })
-            for hit in hits
+            for hit in result.hits
         ]
 
     def _open(self) -> Any:
-        from grace_rag.indexes import GraceIndex
+        """The Retriever of ``index_dir`` (with ``encoder`` if given, else the index's model, loaded on first need)."""
+        from grace_rag.indexes.retriever import Retriever
 
-        if self._index is None:
-            self._index = GraceIndex.open(Path(self.index_dir))
-        return self._index
-
-    def _encoder(self, index: Any) -> Any:
-        """The given encoder, else the index's model with its recorded settings (loaded once)."""
-        if self.encoder is not None:
-            return self.encoder
-        if self._loaded is None:
-            from grace_rag.indexes.service import load_recorded_encoder
-
-            recorded = index.manifest.encoder
-            self._loaded = load_recorded_encoder(Path(self.index_dir), recorded, self.device)
-        return self._loaded
+        if self._retriever is None:
+            self._retriever = Retriever.open(Path(self.index_dir), encoder=self.encoder, device=self.device)
+        return self._retriever

@@ -23,6 +23,7 @@ from grace_rag.integrations._encoder import (
     CACHE_FOLDER_HELP, DEVICE_HELP, adopt, build_encoder, check_against, config_as_settings, config_fields,
     merge_settings, setting_names,
 )
+from grace_rag.indexes.files import DEFAULT_INDEX_DIR
 from grace_rag.models import DEFAULT_MODEL
 
 #: GraceEmbedding's declared settings: every EncoderConfig field, plus device and cache_folder
@@ -130,35 +131,25 @@ class GraceIndexRetriever(BaseRetriever):
     model and settings are loaded unless ``encoder`` is given (none is needed in lexical mode).
     """
 
-    def __init__(self, index_dir: str | Path = ".grace-index", *, encoder: Any = None, similarity_top_k: int = 5,
+    def __init__(self, index_dir: str | Path = DEFAULT_INDEX_DIR, *, encoder: Any = None, similarity_top_k: int = 5,
                  filters: Any = None, mode: Any = "hybrid", alpha: float | None = None, fusion: str | None = None,
                  device: str = "auto", **kwargs: Any) -> None:
-        from grace_rag.indexes import GraceIndex
         from grace_rag.indexes.fusion import FusionConfig
+        from grace_rag.indexes.retriever import Retriever
         from grace_rag.integrations._llama_filters import to_filter
 
         super().__init__(**kwargs)
         self._mode = _search_mode(mode)
         self._fusion = FusionConfig.from_options(fusion, alpha)
-        self._index = GraceIndex.open(Path(index_dir))
-        self._filters = self._index.resolve_filter(to_filter(filters))
-        self._encoder = encoder.encoder if isinstance(encoder, GraceEmbedding) else encoder
-        self._device = device
+        encoder = encoder.encoder if isinstance(encoder, GraceEmbedding) else encoder
+        self._retriever = Retriever.open(Path(index_dir), encoder=encoder, device=device)
+        self._filters = self._retriever.index.resolve_filter(to_filter(filters))
         self._top_k = similarity_top_k
 
-    def _query_encoder(self) -> Any:
-        from grace_rag.indexes.fusion import SearchMode
-        from grace_rag.indexes.service import load_recorded_encoder
-
-        if self._encoder is None and self._mode is not SearchMode.LEXICAL:
-            recorded = self._index.manifest.encoder
-            self._encoder = load_recorded_encoder(self._index.path, recorded, self._device)
-        return self._encoder
-
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits, rationale = self._index.query(self._query_encoder(), query_bundle.query_str, k=self._top_k,
-                                            where=self._filters, mode=self._mode, fusion=self._fusion)
-        return [NodeWithScore(node=_node(hit, rationale), score=hit.score) for hit in hits]
+        result = self._retriever.search(query_bundle.query_str, self._top_k, self._filters, mode=self._mode,
+                                        fusion=self._fusion)
+        return [NodeWithScore(node=_node(hit, result.query_rationale), score=hit.score) for hit in result.hits]
 
 
 _HIDDEN = ["rationale", "query_rationale", "dense_rank", "dense_score", "lexical_rank", "lexical_score"]

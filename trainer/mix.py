@@ -151,12 +151,18 @@ class MixSampler:
 
     def batch(self, step: int) -> tuple[int, list[Any]]:
         """The source and examples of global step ``step``: its n-th batch of that source, from a seeded
-        permutation per pass over it (one source: exactly ``run.batch_for_step``)."""
-        from .run import batch_for_step
-
+        permutation per pass over it (one source: exactly :func:`batch_for_step`)."""
         source = self.source_of(step)
         return source, batch_for_step(self.sources[source], self._count_before(step, source), self.batch_size,
                                       self.seed + source)
+
+
+def batch_for_step(data: Sequence[Any], step: int, batch_size: int, seed: int) -> list[Any]:
+    """The batch of a global step: a seeded permutation per epoch, last partial batch dropped."""
+    per_epoch = len(data) // batch_size
+    epoch, pos = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(len(data))
+    return [data[i] for i in order[pos * batch_size:(pos + 1) * batch_size]]
 
 
 #: metrics that are "the loss" of a step, in order of preference

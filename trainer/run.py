@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from grace_rag.errors import ConfigError, DataError
@@ -31,7 +30,7 @@ from .collectives import all_reduce
 from .config import Mode, TrainConfig, nest_encoder_settings
 from .data import load_supervised, load_texts
 from .loop import GraceTrainer
-from .mix import DataSource, MixSampler, SourceLosses, check_weights, mine_negatives
+from .mix import DataSource, MixSampler, SourceLosses, batch_for_step, check_weights, mine_negatives  # noqa: F401 (batch_for_step re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,6 @@ def load_data(config: TrainConfig, data_path: str | Path | None) -> MixSampler:
                             "lower --batch-size")
     return MixSampler(data, [s.weight for s in found], config.batch_size, config.seed,
                       names=[s.name for s in found])
-
-
-def batch_for_step(data: Sequence[Any], step: int, batch_size: int, seed: int) -> list[Any]:
-    """The batch of a global step: a seeded permutation per epoch, last partial batch dropped."""
-    per_epoch = len(data) // batch_size
-    epoch, pos = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(len(data))
-    return [data[i] for i in order[pos * batch_size:(pos + 1) * batch_size]]
 
 
 def total_steps(config: TrainConfig, n_examples: int) -> int:

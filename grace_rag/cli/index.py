@@ -21,9 +21,9 @@ from grace_rag.cli.options import DeviceOpt, JsonOpt, QuietOpt
 from grace_rag.cli.settings import Given, config_options
 from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
+from grace_rag.indexes.files import DEFAULT_INDEX_DIR
 from grace_rag.indexes.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, FusionMethod, SearchMode
 
-DEFAULT_INDEX = Path(".grace-index")
 IndexDir = Annotated[Path, typer.Option("--index", help="Index directory.")]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Built-in alias, model directory or .gguf file (default: the index's model, else the embedded one).")]
@@ -95,7 +95,7 @@ def _summary(report: Any) -> str:
 def index_command(
     path: Annotated[Path, typer.Argument(help="Folder (searched recursively) or file to index.")],
     settings: Given,
-    index: IndexDir = DEFAULT_INDEX,
+    index: IndexDir = DEFAULT_INDEX_DIR,
     model: ModelOpt = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: half the model's input length).")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default: chunk size / 8).")] = None,
@@ -144,7 +144,7 @@ def index_command(
 def query_command(
     text: Annotated[str, typer.Argument(help="What to search for.")],
     settings: Given,
-    index: IndexDir = DEFAULT_INDEX,
+    index: IndexDir = DEFAULT_INDEX_DIR,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 5,
     mode: ModeOpt = DEFAULT_MODE.value,
     fusion: FusionOpt = None,
@@ -194,7 +194,7 @@ def _sides(hit: dict[str, Any], mode: str) -> str:
 
 def delete_command(
     paths: Annotated[list[str], typer.Argument(help="Files or folders whose chunks to remove (as indexed, or relative to here).")],
-    index: IndexDir = DEFAULT_INDEX,
+    index: IndexDir = DEFAULT_INDEX_DIR,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove files (or whole folders) from an index without loading a model; `index` re-adds them if asked."""
@@ -210,7 +210,7 @@ def delete_command(
 
 
 def info_command(
-    index: IndexDir = DEFAULT_INDEX,
+    index: IndexDir = DEFAULT_INDEX_DIR,
     as_json: JsonOpt = False,
 ) -> None:
     """Describe an index: model, fingerprint, index type, counts, sizes on disk."""

@@ -10,14 +10,13 @@ import typer
 from grace_rag.cli.options import DeviceOpt
 from grace_rag.cli.settings import Given, config_options
 from grace_rag.config import EncoderConfig
-
-DEFAULT_INDEX = Path(".grace-index")
+from grace_rag.indexes.files import DEFAULT_INDEX_DIR
 
 
 @config_options(settings=EncoderConfig)
 def serve_command(
     settings: Given,
-    index: Annotated[Path, typer.Option("--index", help="Index directory to search (its model and settings are used).")] = DEFAULT_INDEX,
+    index: Annotated[Path, typer.Option("--index", help="Index directory to search (its model and settings are used).")] = DEFAULT_INDEX_DIR,
     embeddings_only: Annotated[bool, typer.Option("--embeddings-only", help="No index: serve /v1/embeddings for --model.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --embeddings-only (default: the embedded one).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",

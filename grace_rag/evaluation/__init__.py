@@ -15,11 +15,11 @@ from grace_rag.evaluation.adapters import (
     Embedder,
     LoadedModel,
     MiniLMEmbedder,
-    Retriever,
-    load_model,
+    Ranker,
 )
 from grace_rag.evaluation.datasets import BeirDataset, StsDataset, load_beir, load_dataset, load_sts
 from grace_rag.evaluation.hybrid import HybridRetriever
+from grace_rag.evaluation.loading import load_model
 from grace_rag.evaluation.metrics import retrieval_metrics, spearman
 from grace_rag.evaluation.runner import EvalRequest, evaluate_retrieval, evaluate_sts, run_eval
 from grace_rag.evaluation.subset import SubsetSpec, build_subset, subset_sts
@@ -33,7 +33,7 @@ __all__ = [
     "HybridRetriever",
     "LoadedModel",
     "MiniLMEmbedder",
-    "Retriever",
+    "Ranker",
     "StsDataset",
     "SubsetSpec",
     "build_subset",

@@ -21,10 +21,10 @@ from grace_rag.evaluation.adapters import (
     DenseRetriever,
     Embedder,
     LoadedModel,
-    Retriever,
+    Ranker,
     as_retriever,
-    load_model,
 )
+from grace_rag.evaluation.loading import load_model
 from grace_rag.evaluation.datasets import BeirDataset, StsDataset, load_dataset
 from grace_rag.evaluation.metrics import cosine_pairs, retrieval_metrics, spearman
 from grace_rag.evaluation.rationale_quality import FluencyScorers, rationale_figures, summarize
@@ -39,7 +39,7 @@ def _rate(count: int, seconds: float) -> float:
     return float(count / seconds) if seconds > 0 else float("inf")
 
 
-def evaluate_retrieval(model: Retriever | Embedder, dataset: BeirDataset,
+def evaluate_retrieval(model: Ranker | Embedder, dataset: BeirDataset,
                        depth: int = RETRIEVAL_DEPTH) -> dict[str, Any]:
     """nDCG@10, Recall@10/100 and MRR@10 of ``model`` on ``dataset``, with timings.
 
@@ -49,7 +49,7 @@ def evaluate_retrieval(model: Retriever | Embedder, dataset: BeirDataset,
     return _retrieval(as_retriever(model), dataset, depth)
 
 
-def _retrieval(retriever: Retriever, dataset: BeirDataset, depth: int = RETRIEVAL_DEPTH) -> dict[str, Any]:
+def _retrieval(retriever: Ranker, dataset: BeirDataset, depth: int = RETRIEVAL_DEPTH) -> dict[str, Any]:
     doc_ids = list(dataset.corpus)
     query_ids = list(dataset.queries)
     started = time.perf_counter()

@@ -25,20 +25,35 @@ except ImportError:  # pragma: no cover - exercised by a test that hides the pac
 from grace_rag.errors import GraceError
 from grace_rag.server.batching import ShuttingDown
 from grace_rag.server.openai_api import EmbeddingsRequest, RequestError, embeddings_response, input_texts
-from grace_rag.server.service import GraceService, search_options
+from grace_rag.indexes.fusion import DEFAULT_MODE
+from grace_rag.server.service import GraceService
 
 
 class SearchRequest(BaseModel):
-    """``POST /search``: what to look for, how many hits, metadata filters, rationales, search mode."""
+    """``POST /search``: the arguments of ``grace-rag query``, with the same defaults and the same checks."""
 
     model_config = ConfigDict(extra="forbid")
 
     query: str
-    k: int = Field(default=5, ge=1)
-    filters: dict[str, Any] | None = Field(default=None, description="Metadata filter, as GraceIndex.query's where=.")
-    explain: bool = Field(default=False, description="Include the query's and each hit's rationale.")
-    mode: str | None = Field(default=None, description="Search mode, passed to GraceIndex.query when given.")
-    alpha: float | None = Field(default=None, description="Hybrid weight, passed to GraceIndex.query when given.")
+    k: int = Field(default=5, ge=1, description="Number of hits (grace-rag query -k).")
+    mode: str = Field(default=DEFAULT_MODE.value, description="dense, lexical or hybrid (--mode).")
+    fusion: str | None = Field(default=None, description="Hybrid fusion: rrf or weighted (--fusion; default weighted).")
+    alpha: float | None = Field(default=None, description="Weight of the dense side in weighted fusion (--alpha).")
+    where: list[str] | None = Field(default=None, description="Filters as --where takes them: [\"KEY=VALUE\", \"KEY>=N\", ...].")
+    filters: dict[str, Any] | None = Field(default=None, description="Filters as a Mongo-style dict: {\"key\": {\"$gte\": 2}}.")
+    explain: bool = Field(default=False, description="Include the query's and each hit's rationale (--explain).")
+
+    def search_arguments(self) -> dict[str, Any]:
+        """``where``, ``mode`` and ``fusion`` for ``Retriever.search``, parsed as `grace-rag query` parses them."""
+        from grace_rag.indexes.filters import parse_filter
+        from grace_rag.indexes.fusion import FusionConfig, parse_mode
+        from grace_rag.indexes.service import parse_where
+
+        if self.where is not None and self.filters is not None:
+            raise RequestError("send filters either as where (a list of KEY=VALUE strings) or as filters "
+                               "(a dict), not both")
+        where = parse_where(self.where) if self.where is not None else parse_filter(self.filters)
+        return {"where": where, "mode": parse_mode(self.mode), "fusion": FusionConfig.from_options(self.fusion, self.alpha)}
 
 
 class AuthError(GraceError):
@@ -154,7 +169,7 @@ def _add_work_routes(app: FastAPI, service: GraceService, guards: list[Any]) -> 
         _check_texts([body.query], service, "query")
         if body.k > service.limits.max_k:
             raise RequestError(f"k={body.k} is over this server's limit of {service.limits.max_k} (--max-k)")
-        return await service.search(body.query, body.k, body.filters, body.explain, search_options(body.mode, body.alpha))
+        return await service.search(body.query, body.k, explain=body.explain, **body.search_arguments())
 
 
 def _add_status_routes(app: FastAPI, service: GraceService, guards: list[Any]) -> None:

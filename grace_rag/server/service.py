@@ -1,21 +1,25 @@
-"""The warm state behind `grace-rag serve`: one encoder behind a micro-batcher, one index on its own thread.
+"""The warm state behind `grace-rag serve`: one encoder behind a micro-batcher, one Retriever on its own thread.
 
-The encoder (and its SQLite cache) is used only by the batcher's worker thread; the index
-(whose SQLite store belongs to the thread that opened it) only by a one-thread executor. A
-search encodes its query through the batcher (so concurrent searches share model calls), then
-runs ``GraceIndex.query`` on the index thread with the query already encoded.
+The encoder (and its SQLite cache) is used only by the batcher's worker thread; the Retriever's
+index (whose SQLite store belongs to the thread that opened it) only by a one-thread executor.
+A search encodes its query through the batcher (so concurrent searches share model calls), then
+runs ``Retriever.search`` on the index thread with the query already encoded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grace_rag.calibration import ScoreCalibration, calibration_for
+from grace_rag.score_calibration import ScoreCalibration, calibration_for
+from grace_rag.config import EncoderConfig, Role
+from grace_rag.errors import ConfigError
+from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode, parse_mode
+from grace_rag.indexes.retriever import Retriever
 from grace_rag.server.batching import Encoded, MicroBatcher
 from grace_rag.server.openai_api import RequestError
 
@@ -35,57 +39,36 @@ class ServeLimits:
         return asdict(self)
 
 
-class _QueryEncoded:
-    """Stands in for the encoder inside ``GraceIndex.query``: its identity, with the query already encoded."""
-
-    def __init__(self, encoder: Any, batcher: MicroBatcher, text: str, encoded: Encoded) -> None:
-        self.model_name, self.fingerprint, self.dimension = encoder.model_name, encoder.fingerprint, encoder.dimension
-        self.config = encoder.config
-        self._batcher, self._text, self._encoded = batcher, text, encoded
-
-    def encode(self, texts: Any, role: Any = "query") -> Encoded:
-        role = str(getattr(role, "value", role))
-        if list(texts) == [self._text] and role == "query":
-            return self._encoded
-        return self._batcher.encode(list(texts), role)
-
-
-def search_options(mode: str | None, alpha: float | None, query: Any = None) -> dict[str, Any]:
-    """Keyword arguments for ``query`` (default ``GraceIndex.query``): ``mode``/``alpha`` only when given,
-    and a RequestError when this version of the index does not take them."""
-    from grace_rag.indexes import GraceIndex
-
-    given = {name: value for name, value in (("mode", mode), ("alpha", alpha)) if value is not None}
-    accepted = inspect.signature(query or GraceIndex.query).parameters
-    unknown = [name for name in given if name not in accepted]
-    if unknown:
-        raise RequestError(f"this grace-rag version has no search option {', '.join(unknown)}; leave it out")
-    return given
-
-
 class GraceService:
     """Embeds and searches for many concurrent clients with one warm model."""
 
-    def __init__(self, encoder: Any, index_dir: Path | None = None, limits: ServeLimits | None = None) -> None:
-        from grace_rag.indexes import GraceIndex
-
-        self.encoder = encoder
+    def __init__(self, encoder: Any = None, index_dir: Path | None = None, limits: ServeLimits | None = None, *,
+                 settings: EncoderConfig | None = None, device: str = "auto") -> None:
+        """``encoder`` alone: embeddings only. With ``index_dir``: its Retriever, with ``encoder`` (checked
+        against the index) or the index's own model and settings (``settings``' explicit fields over them)."""
         self.limits = limits or ServeLimits()
-        self.batcher = MicroBatcher(encoder, self.limits.batch_texts, self.limits.batch_wait_ms / 1000, self._count_tokens)
         self._index_thread = ThreadPoolExecutor(1, thread_name_prefix="grace-rag-index")
-        self.index = self._index_thread.submit(GraceIndex.open, Path(index_dir), encoder).result() if index_dir else None
+        self.retriever: Retriever | None = None
+        if index_dir is not None:
+            self.retriever = self._on_index_thread(Retriever.open, Path(index_dir), encoder=encoder,
+                                                   settings=settings, device=device)
+            encoder = self._on_index_thread(lambda: self.retriever.encoder)  # loaded and checked once, at start
+        if encoder is None:
+            raise ConfigError("GraceService needs an encoder or an index directory")
+        self.encoder = encoder
+        self.batcher = MicroBatcher(encoder, self.limits.batch_texts, self.limits.batch_wait_ms / 1000, self._count_tokens)
         self.calibration: ScoreCalibration | None = calibration_for(encoder)
         self.in_flight = 0
 
     @classmethod
     def for_index(cls, index_dir: Path, device: str = "auto", limits: ServeLimits | None = None,
-                  settings: Any = None) -> GraceService:
-        """Load the model and settings recorded by ``index_dir`` (explicit ``settings`` over them) and open it."""
-        from grace_rag.indexes.service import load_recorded_encoder, open_index
+                  settings: EncoderConfig | None = None) -> GraceService:
+        """Serve ``index_dir`` with the model and settings it records (explicit ``settings`` must match them)."""
+        return cls(None, index_dir, limits, settings=settings, device=device)
 
-        with open_index(index_dir) as index:  # a missing or foreign directory fails before the model loads
-            recorded = index.manifest.encoder
-        return cls(load_recorded_encoder(Path(index_dir), recorded, device, settings), index_dir, limits)
+    def _on_index_thread(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``call`` where the index lives (its SQLite store belongs to the thread that opened it)."""
+        return self._index_thread.submit(call, *args, **kwargs).result()
 
     def _count_tokens(self, texts: list[str]) -> list[int]:
         tokenizer = getattr(getattr(self.encoder, "backbone", None), "tokenizer", None)
@@ -97,36 +80,35 @@ class GraceService:
         """Vectors for ``texts``, batched with whatever other clients are asking for."""
         return await asyncio.wrap_future(self.batcher.submit(texts, role))
 
-    async def search(self, query: str, k: int, filters: dict[str, Any] | None, explain: bool,
-                     options: dict[str, Any]) -> dict[str, Any]:
-        """``{query, hits[, query_rationale]}``; each hit has ``score`` (cosine) and, when calibrated, ``relevance``."""
-        if self.index is None:
+    async def search(self, query: str, k: int = 5, where: Any = None, explain: bool = False, *,
+                     mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None) -> dict[str, Any]:
+        """What ``grace-rag query --json`` prints for the same arguments; each hit's ``relevance`` where calibrated.
+
+        The query is encoded through the micro-batcher (concurrent searches share model calls);
+        lexical search encodes nothing.
+        """
+        if self.retriever is None:
             raise RequestError("this server has no index (started with --embeddings-only); use /v1/embeddings")
-        encoded = await self.embed([query], "query")
-        loop = asyncio.get_running_loop()
-        hits, rationale = await loop.run_in_executor(
-            self._index_thread, self._query, query, encoded, k, filters, options)
-        result: dict[str, Any] = {"query": query, "hits": [self._hit(h, explain) for h in hits]}
-        if explain:
-            result["query_rationale"] = rationale
-        return result
-
-    def _query(self, query: str, encoded: Encoded, k: int, filters: dict[str, Any] | None,
-               options: dict[str, Any]) -> tuple[list[Any], str]:
-        stand_in = _QueryEncoded(self.encoder, self.batcher, query, encoded)
-        return self.index.query(stand_in, query, k=k, where=filters or None, **options)  # type: ignore[union-attr]
-
-    def _hit(self, hit: Any, explain: bool) -> dict[str, Any]:
-        out = hit.to_dict()
-        if self.calibration is not None:
-            out["relevance"] = round(self.calibration.relevance(hit.score), 4)
-        if not explain:
-            out.pop("rationale", None)
+        mode = parse_mode(mode)
+        encoded = await self.embed([query], Role.QUERY.value) if mode is not SearchMode.LEXICAL else None
+        search = functools.partial(self.retriever.search, query, k, where, mode=mode, fusion=fusion, encoded=encoded)
+        result = await asyncio.get_running_loop().run_in_executor(self._index_thread, search)
+        out = result.to_dict(explain)
+        for hit, row in zip(result.hits, out["hits"]):
+            relevance = self._relevance(hit)
+            if relevance is not None:
+                row["relevance"] = relevance
         return out
+
+    def _relevance(self, hit: Any) -> float | None:
+        """The calibrated relevance of a hit's cosine (its dense score); None without a calibration or a cosine."""
+        if self.calibration is None or hit.dense_score is None:
+            return None
+        return round(self.calibration.relevance(hit.dense_score), 4)
 
     def info(self) -> dict[str, Any]:
         """Model, settings, index, limits, batching so far and the score calibration."""
-        index = self._index_thread.submit(self.index.info).result() if self.index is not None else None
+        index = self._on_index_thread(self.retriever.index.info) if self.retriever is not None else None
         return {
             "model": self.encoder.model_name, "fingerprint": self.encoder.fingerprint,
             "dimension": self.encoder.dimension, "settings": self.encoder.config.to_dict(),
@@ -137,6 +119,6 @@ class GraceService:
     def close(self) -> None:
         """Finish queued work, then release the model thread and the index."""
         self.batcher.close()
-        if self.index is not None:
-            self._index_thread.submit(self.index.close).result()
+        if self.retriever is not None:
+            self._on_index_thread(self.retriever.close)
         self._index_thread.shutdown(wait=True)

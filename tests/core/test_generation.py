@@ -110,8 +110,9 @@ def test_shared_prefix_gives_the_same_rationales_and_vectors(template):
     builder = PromptBuilder(bb.tokenizer, "Analyse the text.", 512)
     prompts = [builder.build(t) for t in TEXTS]
     settings = GenerationSettings(max_new_tokens=6)
-    shared_gen = HFGenerator(bb.model, bb.tokenizer, batch_size=8, share_prefix=True)
-    plain_gen = HFGenerator(bb.model, bb.tokenizer, batch_size=8, share_prefix=False)
+    shared_gen = HFGenerator(bb.model, bb.tokenizer, batch_size=8)
+    plain_gen = HFGenerator(bb.model, bb.tokenizer, batch_size=8)
+    plain_gen._prefix = lambda prompts: None  # the reference: every prompt computed whole
     for pooling in Pooling:
         spec = PoolSpec(pooling, Layer.LAST)
         a_rats, a_vec = fused(bb, shared_gen, prompts, settings, spec)

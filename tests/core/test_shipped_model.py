@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from grace_rag.calibration import read_model_info, score_calibration
+from grace_rag.score_calibration import read_model_info, score_calibration
 from grace_rag.config import EncoderConfig
 from grace_rag.models import (
     ADAPTER_FILE, BASE_MODEL, BUILTIN_MODELS, DEFAULT_MODEL, OWN_DISTRIBUTION, adapter_base_name, builtin_path,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from grace_rag.cli.eval import register
 from grace_rag.errors import DataError
-from grace_rag.evaluation import adapters
+from grace_rag.evaluation import adapters, loading
 
 METRICS = {"model", "ndcg@10", "recall@10", "recall@100", "mrr@10", "docs_per_s"}
 
@@ -60,7 +60,7 @@ def test_distractors_option_reaches_the_subset(app, beir_dir: Path):
 
 
 def test_sts_folder(app, sts_file: Path, monkeypatch, bow):
-    monkeypatch.setitem(adapters.BUILTIN_MODELS, "bow",
+    monkeypatch.setitem(loading.BASELINES, "bow",
                         lambda settings: adapters.LoadedModel("bow", bow, {}))
     result = invoke(app, str(sts_file.parent), "--split", "dev", "-m", "bow", "--json")
     assert result.exit_code == 0, result.output

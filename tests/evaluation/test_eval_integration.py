@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grace_rag.config import EncoderConfig
-from grace_rag.evaluation.adapters import load_model
+from grace_rag.evaluation.loading import load_model
 from grace_rag.evaluation.datasets import load_beir
 from grace_rag.evaluation.runner import evaluate_loaded
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from grace_rag.errors import ConfigError
-from grace_rag.evaluation.adapters import BM25Retriever, DenseRetriever, load_model, top_k
+from grace_rag.evaluation.adapters import BM25Retriever, DenseRetriever, top_k
+from grace_rag.evaluation.loading import load_model
 from grace_rag.evaluation.datasets import load_beir, load_sts
 from grace_rag.evaluation.runner import (
     EvalRequest,

@@ -85,7 +85,7 @@ def test_modes_need_their_inputs(path):
             index.search(text="bees", k=3, mode="dense")
         with pytest.raises(ConfigError, match="unknown mode 'both'; valid values are: dense, lexical, hybrid"):
             index.search(unit(1)[0], text="bees", mode="both")
-        assert index.query(None, "bees dance", k=2, mode="lexical")[0][0].id == "c3"  # no encoder needed
+        assert index.search(text="bees dance", k=2, mode="lexical")[0].id == "c3"  # no encoder needed
 
 
 def test_lexical_part_follows_add_upsert_delete_and_reload(path, caplog):

@@ -22,7 +22,7 @@ from robustness_support import changes, edit_json, flip, one_line, run_sql, snap
 from typer.testing import CliRunner
 
 from grace_rag.cli.app import app
-from grace_rag.indexes.files import directory_digest, file_digest
+from grace_rag.indexes.files import directory_digest, file_checksum
 
 pytestmark = pytest.mark.bad_input
 runner = CliRunner()
@@ -92,7 +92,7 @@ def test_a_damaged_derived_file_is_rebuilt_from_the_store(name, kind, work, mode
     assert code == 0 and "Traceback" not in err, err
     assert hits(got) == hits(want)
     manifest = json.loads((work / "ix" / "manifest.json").read_text())
-    assert manifest["faiss_digest"] == file_digest(work / "ix" / "index.faiss")
+    assert manifest["faiss_digest"] == file_checksum(work / "ix" / "index.faiss")
     assert manifest["lexical"]["digest"] == directory_digest(work / "ix" / "lexical")
     if name != "write.lock":  # the lock file's content means nothing: there is nothing to repair
         assert any(Path(name).parts[0].replace("lexical", "lexical index") in m for m in caplog.messages), caplog.messages

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
 from conftest import DOCS
-from serve_support import ServerProcess, cl100k_offline, stopped_cleanly
+from serve_support import GRACE_RAG, ServerProcess, cl100k_offline, stopped_cleanly
 
 KEY = "test-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -61,6 +64,50 @@ def test_search_finds_the_document_with_rationales_and_filters(server):
     assert "rationale" not in plain["hits"][0] and "query_rationale" not in plain
     only = post(server, "/search", {"query": DOCS["volcano"], "k": 3, "filters": {"file_name": "bees.txt"}}).json()
     assert [hit["metadata"]["file_name"] for hit in only["hits"]] == ["bees.txt"]
+
+
+def grace_rag_query(index, query: str, *options: str) -> dict:
+    """What `grace-rag query --json` prints, run as its own process on the same index."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([GRACE_RAG, "query", query, "--index", str(index), "-k", "3", "--json", "--device", "cpu",
+                           *options], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("body, options", [
+    ({"alpha": 0.3}, ["--alpha", "0.3"]),
+    ({"fusion": "rrf"}, ["--fusion", "rrf"]),
+    ({"mode": "dense", "where": ["file_name=bees.txt"]}, ["--mode", "dense", "--where", "file_name=bees.txt"]),
+    ({"mode": "lexical", "filters": {"file_name": {"$in": ["bees.txt", "volcano.txt"]}}},
+     ["--mode", "lexical", "--where", 'file_name=["bees.txt", "volcano.txt"]']),
+    ({"mode": "hybrid", "fusion": "weighted", "alpha": 0.9, "explain": True}, ["--alpha", "0.9", "--explain"]),
+])
+def test_search_takes_what_grace_rag_query_takes_and_answers_the_same(server, served_index, body, options):
+    reply = post(server, "/search", {"query": "where do the flowers grow", "k": 3, **body})
+    assert reply.status_code == 200, reply.text
+    served = reply.json()
+    expected = grace_rag_query(served_index, "where do the flowers grow", *options)
+    assert {k: v for k, v in served.items() if k != "hits"} == {k: v for k, v in expected.items() if k != "hits"}
+    assert [h["id"] for h in served["hits"]] == [h["id"] for h in expected["hits"]]
+    for mine, theirs in zip(served["hits"], expected["hits"]):
+        mine.pop("relevance", None)
+        assert mine.keys() == theirs.keys()
+        for key, value in theirs.items():
+            assert mine[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"mode": "both"}, "unknown mode 'both'; valid values are: dense, lexical, hybrid"),
+    ({"fusion": "rrf", "alpha": 0.3}, "alpha weights the weighted fusion"),
+    ({"alpha": 1.5}, "alpha must be between 0 and 1"),
+    ({"where": ["file_name=bees.txt"], "filters": {"file_name": "bees.txt"}}, "not both"),
+    ({"where": ["nonsense"]}, "KEY=VALUE"),
+    ({"filters": {"lang": "en"}}, "unknown filter key 'lang'"),
+])
+def test_bad_search_options_are_the_errors_grace_rag_query_gives(server, body, message):
+    reply = post(server, "/search", {"query": "bees", **body})
+    assert reply.status_code == 400 and message in reply.json()["error"]["message"], reply.text
 
 
 @pytest.mark.parametrize("path, body, status, message", [

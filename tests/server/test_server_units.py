@@ -10,7 +10,6 @@ import pytest
 
 from grace_rag.server.batching import MicroBatcher, ShuttingDown
 from grace_rag.server.openai_api import RequestError, decode_tokens, embeddings_response, input_texts
-from grace_rag.server.service import search_options
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +78,3 @@ def test_base64_vectors_decode_as_the_openai_sdk_does():
     decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="float32")
     assert decoded.tolist() == [0.25, -1.5, 3.0] and body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
     assert embeddings_response(vectors, [4], "m", "float")["data"][0]["embedding"] == [0.25, -1.5, 3.0]
-
-
-def test_search_options_are_passed_only_when_given_and_supported():
-    def before(self, encoder, text, k=10, where=None): ...
-
-    def after(self, encoder, text, k=10, where=None, mode=None, alpha=None): ...
-
-    assert search_options(None, None, before) == {} and search_options(None, None, after) == {}
-    assert search_options("hybrid", 0.3, after) == {"mode": "hybrid", "alpha": 0.3}
-    with pytest.raises(RequestError, match="no search option mode"):
-        search_options("hybrid", None, before)

@@ -1,21 +1,20 @@
 """Calibrated relevance: a cosine turned into the probability that a document is related to a query.
 
-GRACE cosines are compressed into a narrow band: with the embedded model, unrelated query-document
-pairs score 0.61-0.90 and related ones 0.74-0.94 (5th-95th percentiles,
-``benchmarks/score_calibration.py``), so a usual ``similarity_cutoff=0.7`` keeps most noise. A logistic fit
+Which cosine means "related" depends on the model and its settings (``benchmarks/score_calibration.py``
+measures it), so a usual ``similarity_cutoff=0.7`` can keep most noise. A logistic fit
 ``relevance = 1 / (1 + exp(-(a * cosine + b)))`` on labelled pairs maps cosines to a scale users
 can threshold; ``cutoff(p)`` gives the cosine where relevance reaches ``p``.
 
 The parameters are data that travel with a model: the ``"score_calibration"`` key of the model
 directory's ``grace_encoder.json``::
 
-    "score_calibration": {"method": "logistic", "a": 15.01, "b": -12.28,
-                          "settings": {"max_rationale_tokens": 32, "pooling": "mean", "layer": "last"},
+    "score_calibration": {"method": "logistic", "a": 26.56, "b": -14.94,
+                          "settings": {"max_rationale_tokens": 16, "pooling": "mean", "layer": "penultimate"},
                           "fitted_on": "SciFact dev: 80 query-positive vs 80 query-random pairs"}
 
 ``settings`` lists the encoder settings the fit holds for; an encoder with other values for
-any of them gets no calibration (``None``). The untrained embedded model's parameters
-(``smollm2-135m-instruct``) are built in; a shipped adapter carries its own in its folder.
+any of them gets no calibration (``None``). The shipped default adapter carries its own fit;
+other models get one by running ``benchmarks/score_calibration.py`` and adding its output.
 """
 
 from __future__ import annotations
@@ -78,30 +77,17 @@ class ScoreCalibration:
         return cls(a=a, b=b, settings=dict(settings), fitted_on=str(data.get("fitted_on", "")))
 
 
-#: the untrained embedded SmolLM2-135M-Instruct at these settings (benchmarks/score_calibration.py, SciFact dev)
-DEFAULT_CALIBRATION = ScoreCalibration(
-    a=15.01, b=-12.28,
-    settings={"max_rationale_tokens": 32, "pooling": "mean", "layer": "last", "temperature": 0.0},
-    fitted_on="SciFact dev: 80 query-positive vs 80 query-random-abstract pairs (AUC 0.80)",
-)
-
-
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
 def score_calibration(model_name: str, model_info: Mapping[str, Any] | None,
                       settings: Mapping[str, Any]) -> ScoreCalibration | None:
-    """The calibration for an encoder: its model's ``score_calibration`` (from ``grace_encoder.json``),
-    else the built-in fit of the untrained base model; ``None`` when the fit does not hold for ``settings``."""
-    from grace_rag.models import BASE_MODEL
-
-    if model_info and KEY in model_info:
-        calibration = ScoreCalibration.from_dict(model_info[KEY])
-    elif model_name == BASE_MODEL:
-        calibration = DEFAULT_CALIBRATION
-    else:
+    """The calibration for an encoder: its model's ``score_calibration`` (from ``grace_encoder.json``);
+    ``None`` when the model has none or the fit does not hold for ``settings``."""
+    if not model_info or KEY not in model_info:
         return None
+    calibration = ScoreCalibration.from_dict(model_info[KEY])
     return calibration if calibration.applies_to(settings) else None
 
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from grace_rag.calibration import DEFAULT_CALIBRATION, ScoreCalibration, read_model_info, score_calibration
+from grace_rag.score_calibration import ScoreCalibration, read_model_info, score_calibration
 from grace_rag.errors import ConfigError
 from grace_rag.models import BASE_MODEL
 
@@ -23,11 +23,9 @@ def test_relevance_is_the_logistic_of_the_cosine_and_cutoff_inverts_it():
         calibration.cutoff(1.0)
 
 
-def test_the_default_model_falls_back_to_its_measured_parameters_at_its_settings():
-    assert score_calibration(BASE_MODEL, None, DEFAULT_SETTINGS) is DEFAULT_CALIBRATION
-    assert score_calibration(BASE_MODEL, None, {**DEFAULT_SETTINGS, "layer": "penultimate"}) is None
-    assert score_calibration("/some/other-model", None, DEFAULT_SETTINGS) is None
-    assert 0.7 < DEFAULT_CALIBRATION.cutoff(0.5) < 0.95
+def test_a_model_without_a_fit_gets_no_calibration():
+    assert score_calibration(BASE_MODEL, None, DEFAULT_SETTINGS) is None  # the untrained base carries none
+    assert score_calibration("/some/other-model", {"settings": {}}, DEFAULT_SETTINGS) is None
 
 
 def test_parameters_travel_with_the_model(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from grace_rag.indexes import GraceIndex, SearchParams
-from grace_rag.indexes.calibration import calibrate_nprobe, exact_neighbours
+from grace_rag.indexes.nprobe import calibrate_nprobe, exact_neighbours
 from grace_rag.indexes.factory import (
     FALLBACK_NPROBE, TARGET_RECALL, apply_search_params, search_parameters, set_nprobe,
 )
