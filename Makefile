@@ -29,10 +29,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# the measurement report (hours on a 2-core CPU; results are cached in benchmarks/results/)
+# the measurement report (hours on a 2-core CPU; cached in benchmarks/results/), then docs/results.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.report --queries 20 --corpus 200 --sts-pairs 100 --speed-docs 8 --speed-queries 5
 	$(BIN)/python benchmarks/encode_speed.py --variant combined --mode both --docs 16 --queries 5
+	$(BIN)/python benchmarks/results_page.py
 
 constraints: $(STAMP)
 	@{ echo "# Versions verified on this project's machines (Python 3.11, CPU). Regenerate: make constraints"; \

@@ -1,1 +1,1 @@
-"""Benchmark scripts that regenerate benchmarks/README.md (``python -m benchmarks.report``)."""
+"""Measurement scripts; their outputs in benchmarks/out/ make docs/results.md (``python benchmarks/results_page.py``)."""

@@ -1,4 +1,4 @@
-"""Render the benchmark summary as benchmarks/README.md (tables, plot, what the numbers say)."""
+"""Render the benchmark summary as benchmarks/out/report/REPORT.md (tables, plot, what the numbers say)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Regenerate benchmarks/README.md: quality and speed tables and the quality-vs-latency plot.
+"""Regenerate benchmarks/out/report/REPORT.md (quality and speed tables, the quality-vs-latency plot) for docs/results.md.
 
     nice -n 10 python -m benchmarks.report                       # the full report (hours)
     nice -n 10 python -m benchmarks.report --queries 5 --corpus 40 --sts-pairs 20 --speed-docs 4
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed-queries", type=int, default=10, help="queries timed per config")
     parser.add_argument("--only", action="append", help="run only these labels (repeatable)")
     parser.add_argument("--results", type=Path, default=HERE / "results")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=HERE / "out" / "report")
     return parser.parse_args(argv)
 
 
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"scifact_subset": scifact.subset, "sts_subset": sts.subset, "rows": rows}
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     readme = render_readme(summary, plot.name, shlex.join(sys.argv[1:] if argv is None else argv))
-    (args.out / "README.md").write_text(readme)
-    logger.info("wrote %s", args.out / "README.md")
+    (args.out / "REPORT.md").write_text(readme)
+    logger.info("wrote %s; run python benchmarks/results_page.py to update docs/results.md", args.out / "REPORT.md")
 
 
 if __name__ == "__main__":

@@ -219,11 +219,22 @@ def render_ablation(sources: list[tuple[Path, str]]) -> str:
     return arms_table + "\n\n" + table(["starting point, unchanged (0 minutes)", "pooling", "nDCG@10"], refs)
 
 
+def render_include(sources: list[tuple[Path, str]]) -> str:
+    """A markdown file a benchmark wrote, without its title; its headings one level down, its images found from docs/."""
+    parts = []
+    for path, _ in sources:
+        lines = path.read_text().splitlines()[1:]
+        text = "\n".join("#" + line if line.startswith("## ") else line for line in lines).strip()
+        parts.append(text.replace("](", f"](../{path.parent.relative_to(ROOT)}/").replace(
+            f"](../{path.parent.relative_to(ROOT)}/http", "](http"))
+    return "\n\n".join(parts)
+
+
 RENDERERS: dict[str, Callable[[list[tuple[Path, str]]], str]] = {
     "eval": render_eval, "fusion": render_fusion, "encode_speed": render_encode_speed,
     "whole_process": render_whole_process, "serve_latency": render_serve_latency, "ray_scaling": render_ray_scaling,
     "index_speed": render_index_speed, "score_calibration": render_score_calibration, "training": render_training,
-    "ablation": render_ablation,
+    "ablation": render_ablation, "include": render_include,
 }
 
 

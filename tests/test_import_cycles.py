@@ -1,8 +1,12 @@
-"""The package's import graph has no cycles (imports inside functions count; ``if TYPE_CHECKING:`` ones do not)."""
+"""The package's import graph: no cycles, and every import between rooms allowed by ARCHITECTURE.md.
+
+Imports inside functions count; ``if TYPE_CHECKING:`` ones do not (annotations only).
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import networkx as nx
@@ -82,3 +86,34 @@ def test_the_graph_is_read_from_the_code():
 def test_no_module_imports_itself_through_others():
     cycles = sorted(sorted(cycle) for cycle in nx.simple_cycles(import_graph()))
     assert cycles == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+#: room of a module: the longest matching prefix (the rest of grace_rag is the core)
+ROOM_PREFIXES = {"grace_rag.evaluation": "evaluation", "grace_rag.indexes": "indexes", "grace_rag.trainer": "trainer",
+                 "grace_rag.integrations": "integrations", "grace_rag.server": "server", "grace_rag.cli": "cli"}
+
+
+def room(module: str) -> str:
+    return next((name for prefix, name in ROOM_PREFIXES.items() if module == prefix or module.startswith(prefix + ".")),
+                "core")
+
+
+def allowed_rooms() -> dict[str, set[str]]:
+    """The "Which room may import which" table of ARCHITECTURE.md."""
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = text.split("## Which room may import which", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| ([^|]+) \|$", section, re.M)
+    return {name: {r.strip() for r in allowed.split(",") if r.strip() not in ("–", "")}
+            for name, allowed in rows if name != "room"}
+
+
+def test_every_room_of_the_code_is_in_the_architecture_table():
+    table = allowed_rooms()
+    assert set(table) == {room(m) for m in import_graph()} == {"core", *ROOM_PREFIXES.values()}
+
+
+def test_imports_between_rooms_follow_the_architecture_table():
+    table = allowed_rooms()
+    wrong = sorted(f"{a} -> {b}" for a, b in import_graph().edges()
+                   if room(a) != room(b) and room(b) not in table[room(a)])
+    assert wrong == [], "imports ARCHITECTURE.md does not allow: " + "; ".join(wrong)

@@ -1,6 +1,8 @@
-"""Every ```python block of README.md runs as written.
+"""The documentation tells the truth: every ```python block of README.md and docs/*.md runs as written,
+the README's statement of the default model's settings is the shipped grace_encoder.json, docs/python.md
+lists every EncoderConfig field, docs/results.md is what benchmarks/out/ holds, and every link resolves.
 
-The blocks are found by parsing the README (so rewritten sections are picked up), each runs in
+The blocks are found by parsing the pages (so rewritten sections are picked up), each runs in
 a fresh namespace in an empty folder, with two substitutions that keep them fast and offline:
 the built-in model aliases load the tiny random model directory instead of SmolLM2, and a block
 that talks to ``http://localhost:8000`` gets a real `grace-rag serve` process (tiny model) on a
@@ -37,13 +39,15 @@ def python_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
-BLOCKS = python_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+BLOCKS = [(f"{page.relative_to(REPO)}: {name}", code)
+          for page in PAGES for name, code in python_blocks(page.read_text(encoding="utf-8"))]
 
 
 def test_the_parser_finds_the_blocks():
     sample = "# A\n```python\nx = 1\n```\ntext\n## B\n```bash\nls\n```\n```python\ny = 2\n```\n```python\nz = 3\n```\n"
     assert python_blocks(sample) == [("A", "x = 1\n"), ("B", "y = 2\n"), ("B #2", "z = 3\n")]
-    assert len(BLOCKS) >= 3
+    assert len(BLOCKS) >= 10 and any(name.startswith("docs/") for name, _ in BLOCKS)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +119,7 @@ def readme_server(model_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
-def test_readme_python_block_runs(code, tiny_default_model, quickstart_folder, tmp_path, monkeypatch, request):
+def test_python_block_runs(code, tiny_default_model, quickstart_folder, tmp_path, monkeypatch, request):
     from grace_rag.server.openai_api import bundled_tiktoken_cache
 
     if 'backend="vllm"' in code and importlib.util.find_spec("vllm") is None:
@@ -126,4 +130,55 @@ def test_readme_python_block_runs(code, tiny_default_model, quickstart_folder, t
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))  # LangChain's OpenAI client tokenises offline
     if SERVER_URL in code:
         code = code.replace(SERVER_URL, f"127.0.0.1:{request.getfixturevalue('readme_server').port}")
-    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    exec(compile(code, "docs", "exec"), {"__name__": "__docs__"})
+
+
+SETTINGS_LINE = re.compile(r"^\*\*Default model settings\*\*.*?(?=^$)", re.M | re.S)
+
+
+def readme_default_settings() -> dict[str, str]:
+    """The ``name=value`` pairs of the README's "Default model settings" statement."""
+    match = SETTINGS_LINE.search((REPO / "README.md").read_text(encoding="utf-8"))
+    assert match, "README.md has no '**Default model settings**' statement"
+    return dict(re.findall(r"`(\w+)=([^`]+)`", match.group(0)))
+
+
+def test_the_readme_states_the_shipped_default_settings():
+    import json
+
+    from grace_rag.models import DEFAULT_MODEL, ENCODER_FILE, builtin_path
+
+    shipped = json.loads((builtin_path(DEFAULT_MODEL) / ENCODER_FILE).read_text())["settings"]
+    stated = readme_default_settings()
+    assert {"layer", "pooling", "max_rationale_tokens", "query_rationale_tokens"} <= set(stated)
+    for name, value in stated.items():
+        assert name in shipped, f"README states {name}, which grace_encoder.json does not set"
+        assert value == str(shipped[name]).lower() if isinstance(shipped[name], bool) else value == str(shipped[name]), \
+            f"README says {name}={value}, the shipped grace_encoder.json says {shipped[name]!r}"
+
+
+def test_python_md_lists_every_encoder_setting():
+    import dataclasses
+
+    from grace_rag.config import EncoderConfig
+
+    text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
+    table = text.split("## `EncoderConfig`", 1)[1].split("\n## ", 1)[0]
+    missing = [f.name for f in dataclasses.fields(EncoderConfig) if f"`{f.name}`" not in table]
+    assert missing == [], f"docs/python.md's EncoderConfig table lacks {missing}"
+
+
+def test_the_results_page_is_what_the_benchmark_files_say():
+    sys.path.insert(0, str(REPO))
+    from benchmarks.results_page import PAGE, render_page
+
+    assert PAGE.read_text(encoding="utf-8") == render_page(), "run python benchmarks/results_page.py"
+
+
+def test_the_readme_is_a_front_door_and_its_links_resolve():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    for page in PAGES + [REPO / "ARCHITECTURE.md", REPO / "CHANGELOG.md"]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:]+\.(?:md|png))(?:#[^)]*)?\)", text):
+            assert (page.parent / target).is_file(), f"{page.relative_to(REPO)} links to missing {target}"
