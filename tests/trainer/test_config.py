@@ -98,15 +98,19 @@ def test_old_flat_file_is_migrated_with_one_warning(tmp_path, caplog):
         load_config(both)
 
 
-def test_bad_encoder_tables(tmp_path):
-    unknown = tmp_path / "u.toml"
-    unknown.write_text("[encoder]\npoling = 'mean'\n")
-    with pytest.raises(ConfigError, match=r"unknown encoder setting\(s\) poling; valid encoder settings are: max_rat"):
-        load_config(unknown)
-    bad = tmp_path / "b.toml"
-    bad.write_text("[encoder]\npooling = 'median'\n")
-    with pytest.raises(ConfigError, match="unknown pooling 'median'"):
-        load_config(bad)
+@pytest.mark.parametrize("text, words", [
+    ("[encoder]\npoling = 'mean'\n", r"unknown encoder setting\(s\) poling; valid encoder settings are: max_rat"),
+    ("[encoder]\npooling = 'median'\n", "unknown pooling 'median'"),
+    ("encoder = 'mean'\n", "encoder must be a table of encoder settings"),
+])
+def test_bad_encoder_tables(tmp_path, text, words):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
+
+
+def test_training_needs_rationales_and_a_typed_encoder():
     with pytest.raises(ConfigError, match="encoder.max_rationale_tokens must be >= 1 for training"):
         TrainConfig(encoder=EncoderConfig(max_rationale_tokens=0))
     with pytest.raises(ConfigError, match="encoder must be an EncoderConfig"):
