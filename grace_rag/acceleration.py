@@ -87,7 +87,7 @@ def bf16_linears(model: Any) -> Any:
     prefix = f"{_decoder_prefix(model)}.layers."
     converted = copy.deepcopy(model).float()
     for name, module in converted.named_modules():
-        if name.startswith(prefix) and type(module) is torch.nn.Linear:
+        if name.startswith(prefix) and type(module) in (torch.nn.Linear, BF16Linear):  # converting twice is a no-op
             module.__class__ = BF16Linear
             module.to(torch.bfloat16)
     return converted.eval()

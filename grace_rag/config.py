@@ -46,6 +46,13 @@ class Quantization(str, Enum):
     BF16 = "bf16"  # bfloat16 matrix products under torch.autocast; weights, norms and pooling stay float32
 
 
+class Writer(str, Enum):
+    """Which weights write the rationale."""
+
+    MODEL = "model"  # the encoder's own weights write and read, in one pass (the paper)
+    BASE = "base"  # the untrained base model writes, the trained weights read it: a second forward pass
+
+
 class Role(str, Enum):
     """Which instruction a text is encoded with."""
 
@@ -131,6 +138,10 @@ class EncoderConfig:
         "(float32 on a CPU); bf16: bfloat16 linear layers; int8: dynamic int8 linear layers (CPU only). "
         "bf16 and int8 change vectors slightly.",
         default=Quantization.AUTO)
+    writer: Writer = _help(
+        "Who writes the rationale: model (the encoder's own weights, one pass) or base (the untrained model a "
+        "trained one derives from writes, the trained weights read it: a second forward pass).",
+        default=Writer.MODEL)
     query_instruction: str = _help("System prompt for queries.", default=DEFAULT_INSTRUCTION)
     document_instruction: str = _help("System prompt for documents.", default=DEFAULT_INSTRUCTION)
     temperature: float = _help("Rationale sampling temperature; 0 = greedy (reproducible).", default=0.0)
@@ -147,6 +158,7 @@ class EncoderConfig:
         self.pooling = parse_choice(Pooling, self.pooling, "pooling")
         self.layer = parse_choice(Layer, self.layer, "layer")
         self.quantization = parse_choice(Quantization, self.quantization, "quantization")
+        self.writer = parse_choice(Writer, self.writer, "writer")
         for name, low in (("max_rationale_tokens", 0), ("max_input_tokens", 1), ("batch_size", 1),
                           ("max_batch_tokens", 1)):
             value = getattr(self, name)
@@ -216,6 +228,7 @@ class EncoderConfig:
         out["pooling"] = self.pooling.value
         out["layer"] = self.layer.value
         out["quantization"] = self.quantization.value
+        out["writer"] = self.writer.value
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -228,7 +241,8 @@ class EncoderConfig:
         out = self.to_dict()
         for key in ("batch_size", "max_batch_tokens", "cache", "show_progress"):
             out.pop(key)
-        for key, neutral in (("query_rationale_tokens", None), ("quantization", Quantization.NONE.value)):
+        for key, neutral in (("query_rationale_tokens", None), ("quantization", Quantization.NONE.value),
+                             ("writer", Writer.MODEL.value)):
             if out[key] == neutral:
                 out.pop(key)
         return out

@@ -20,7 +20,7 @@ import numpy as np
 
 from grace_rag.acceleration import convert, resolve_quantization
 from grace_rag.cache import RationaleCache, text_key
-from grace_rag.config import EncoderConfig, Quantization, Role, check_device, parse_choice
+from grace_rag.config import EncoderConfig, Quantization, Role, Writer, check_device, parse_choice
 from grace_rag.errors import choice_error
 from grace_rag.generation import GenerationSettings, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
@@ -124,7 +124,8 @@ class GraceEncoder:
         if quantization is not Quantization.NONE:
             self.backbone = dataclasses.replace(self.backbone, model=convert(self.backbone.model, self.config.quantization))
         self.model_name = self.backbone.name
-        self.generator = generator or make_generator(backend, model, self.backbone, self.config.batch_size,
+        self.writer = self._writer_backbone(quantization)
+        self.generator = generator or make_generator(backend, self.writer.name, self.writer, self.config.batch_size,
                                                      self.config.max_batch_tokens)
         tokenizer = self.backbone.tokenizer
         self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
@@ -140,10 +141,34 @@ class GraceEncoder:
         self.fingerprint = self._fingerprint()
         self._cache = cache if cache is not None else (RationaleCache(grace_home() / "cache.sqlite") if self.config.cache else None)
 
+    def _writer_backbone(self, quantization: Quantization) -> Backbone:
+        """The model that writes rationales: this one, or with ``writer="base"`` the untrained model it
+        derives from (loaded once more, in the same number format; the same model when there is none)."""
+        base = self.backbone.base_model
+        if self.config.writer is not Writer.BASE or base is None or base == self.backbone.name:
+            return self.backbone
+        writer = load_backbone(base, device=self.device)
+        if writer.tokenizer.get_vocab() != self.backbone.tokenizer.get_vocab():
+            raise ConfigError(f"writer='base': the base model {base!r} has another tokenizer than "
+                              f"{self.backbone.name!r}; use writer='model'")
+        if quantization is not Quantization.NONE:
+            writer = dataclasses.replace(writer, model=convert(writer.model, quantization))
+        return writer
+
     @classmethod
     def from_backbone(cls, backbone: Backbone, config: EncoderConfig | None = None, **kwargs: Any) -> GraceEncoder:
         """Wrap an already loaded model + tokenizer (tests, the trainer)."""
         return cls(model=backbone.name, config=config, device=str(backbone.model.device), backbone=backbone, **kwargs)
+
+    @property
+    def untrained_base(self) -> str:
+        """The untrained model these weights derive from (the model itself when it is not trained)."""
+        return self.backbone.base_model or self.backbone.name
+
+    def without_rationales(self) -> GraceEncoder:
+        """This encoder with no rationale for either role (same weights, no reload): the text alone."""
+        config = self.config.with_changes(max_rationale_tokens=0, query_rationale_tokens=0)
+        return GraceEncoder.from_backbone(self.backbone, config, cache=self._cache)
 
     @property
     def dimension(self) -> int:

@@ -85,6 +85,9 @@ class Backbone:
     name: str
     weights_id: str
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the untrained model these weights were trained from (an adapter's base, or ``base_model`` in
+    #: grace_encoder.json); None when the weights are not a trained derivative
+    base_model: str | None = None
 
 
 def read_encoder_settings(directory: Path) -> dict[str, Any]:
@@ -312,6 +315,7 @@ def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dty
     where = resolve(name_or_path)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    base_model = None
     if isinstance(where, str):
         model, tokenizer = _load_hub(where)
         wid, settings = f"hub:{where}:{getattr(model.config, '_commit_hash', None) or 'unknown'}", {}
@@ -321,15 +325,27 @@ def load_backbone(name_or_path: str | os.PathLike[str], device: str = "cpu", dty
         tokenizer = _adapter_tokenizer(where, base.tokenizer)
         wid = hashlib.sha256(f"{base.weights_id}+{weights_id(where)}".encode()).hexdigest()[:32]
         settings = {**base.settings, **read_encoder_settings(where)}
+        base_model = base.name
     else:
         model, tokenizer = _load_local(where, dtype)
         wid, settings = weights_id(where), read_encoder_settings(where)
+        base_model = recorded_base_model(where)
     name = str(name_or_path)
     if name in BUILTIN_MODELS:
         settings = {**settings, **BUILTIN_MODELS[name].settings}
     model.to(device=device, dtype=dtype).eval()
     return Backbone(model=model, tokenizer=tokenizer, name=display_name(name_or_path), weights_id=wid,
-                    settings=settings)
+                    settings=settings, base_model=base_model)
+
+
+def recorded_base_model(directory: Path) -> str | None:
+    """The ``base_model`` a trained model directory's grace_encoder.json names (None when there is none)."""
+    path = Path(directory) / ENCODER_FILE
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("base_model") if path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None  # read_encoder_settings reports a damaged file
+    return value if isinstance(value, str) and value else None
 
 
 def _load_local(where: Path, dtype: Any) -> tuple[Any, Any]:

@@ -6,7 +6,8 @@ pooled and how vectors are normalised. Used three ways:
 - ``Representer.represent(prompts, settings)``: texts' prompts -> (rationales, vectors), the one
   function the encoder and the trainer's rollouts share. A generator with the fused capability
   (:class:`~grace_rag.generation.FusedGenerator`) pools the states it computes while decoding;
-  any other generator (vLLM) writes text and one forward pass here pools it.
+  any other generator (vLLM, or a writer with other weights than the reader's) writes text and
+  one forward pass here pools it.
 - ``Representer.pool_sequences``: that forward pass (no gradient).
 - ``forward_states``: the same batch layout with gradient (the trainer's InfoNCE and log-probs).
 """
@@ -147,7 +148,7 @@ class Representer:
         """A rationale per prompt and the unit vector of P(x) ⊕ r (n, D), in input order."""
         if self.generator is None:
             raise RuntimeError("this Representer has no generator; pass one to write rationales")
-        if isinstance(self.generator, FusedGenerator):
+        if isinstance(self.generator, FusedGenerator) and getattr(self.generator, "model", None) is self.model:
             return self.generator.generate_and_pool(prompts, settings, self, progress)
         rationales = self.generator.generate(prompts, settings, progress)
         return rationales, self.pool_sequences(prompts, [r.token_ids for r in rationales])

@@ -24,20 +24,35 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def real_backbone():
-    """The embedded SmolLM2-135M-Instruct, converted once into MODEL_HOME and loaded once."""
-    from grace_rag.models import DEFAULT_MODEL, load_backbone
+def _load_real(name: str):
+    """A built-in model, its GGUF converted once into MODEL_HOME."""
+    from grace_rag.models import load_backbone
 
     old = os.environ.get("GRACE_RAG_HOME")
     os.environ["GRACE_RAG_HOME"] = str(MODEL_HOME)
     try:
-        return load_backbone(DEFAULT_MODEL, device="cpu")
+        return load_backbone(name, device="cpu")
     finally:
         if old is None:
             os.environ.pop("GRACE_RAG_HOME", None)
         else:
             os.environ["GRACE_RAG_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def real_backbone():
+    """The default model (embedded SmolLM2-135M-Instruct + the shipped adapter), loaded once."""
+    from grace_rag.models import DEFAULT_MODEL
+
+    return _load_real(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def base_backbone():
+    """The untrained embedded SmolLM2-135M-Instruct, loaded once."""
+    from grace_rag.models import BASE_MODEL
+
+    return _load_real(BASE_MODEL)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,17 @@ PREFIX = "step-"
 SUMMARY_FILE = "grace_train.json"  # written into every published model: marks a folder as a train output
 
 
-def check_output_dir(out: Path, data: Path, overwrite: bool = False) -> None:
+def check_output_dir(out: Path, data: Sequence[Path], overwrite: bool = False) -> None:
     """ConfigError unless publishing a model at ``out`` replaces nothing but an earlier model the user
     agreed to replace: ``out`` may be new, an empty folder, or (with ``overwrite``) the output of an
-    earlier ``grace-rag train``; never a file, a folder of other files, or the data (or a folder holding it)."""
-    out, data = Path(out), Path(data)
-    target, source = out.resolve(), data.resolve()
-    if source == target or target in source.parents:
-        raise ConfigError(f"--out {out} is the training data {data}{'' if source == target else ' or holds it'}; "
-                          "pass a new folder for the trained model")
+    earlier ``grace-rag train``; never a file, a folder of other files, or data (or a folder holding it)."""
+    out = Path(out)
+    target = out.resolve()
+    for path in data:
+        source = Path(path).resolve()
+        if source == target or target in source.parents:
+            raise ConfigError(f"--out {out} is the training data {path}{'' if source == target else ' or holds it'}; "
+                              "pass a new folder for the trained model")
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir():

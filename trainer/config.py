@@ -21,6 +21,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from .estimators import ESTIMATORS, Estimator
+from .mix import DataSource, check_weights
 
 
 class Mode(str, enum.Enum):
@@ -65,6 +66,11 @@ class TrainConfig:
     """Every knob of the trainer. Defaults follow the authors' code (method.md §2)."""
 
     mode: Mode = _f(Mode.SUPERVISED, "supervised (triplets) or unsupervised (plain corpus)")
+    data: list[DataSource] = _f([], "training data, repeatable: FILE[:WEIGHT] (a JSONL file, a BEIR folder, an STS .tsv, "
+                                    "or a plain corpus when unsupervised); each batch comes from one source, "
+                                    "drawn in proportion to the weights")
+    mine_negatives: bool = _f(False, "give pairs without a negative the best BM25 match among their source's other "
+                                     "positives (default: such pairs get in-batch negatives only)")
     objective: Objective = _f(Objective.GRACE, "grace (policy loss), contrastive (InfoNCE baseline) or both")
     model: str | None = _f(None, "model to start from: a name, a model directory, or a LoRA adapter directory "
                                  "(with --lora that adapter is trained further) (None: the encoder's default model)")
@@ -73,6 +79,8 @@ class TrainConfig:
     tau: float = _f(0.1, "temperature dividing the total reward")
     lambda_consistency: float = _f(0.2, "lambda1: weight of the consistency reward")
     lambda_hard: float = _f(0.2, "lambda2: weight of the in-batch hard-negative reward")
+    lambda_grounding: float = _f(0.0, "weight of the grounding reward (supervised): the reciprocal rank of a rollout's own "
+                                      "text among the batch's texts when its rationale alone is a BM25 query")
     reward_variant: RewardVariant = _f(RewardVariant.PAPER, "supervised reward: paper, per_rollout, soft_rank (InfoNCE as a reward) or margin")
     rollout_temperature: float = _f(1.0, "sampling temperature of the K rollouts")
     single_temperature: float = _f(0.5, "sampling temperature of the single query/negative/anchor rationale")
@@ -94,6 +102,8 @@ class TrainConfig:
     track_kl: bool = _f(True, "compute KL to the initial policy every step as a metric")
     infonce_tau: float = _f(0.05, "temperature of the InfoNCE contrastive loss")
     contrastive_weight: float = _f(1.0, "weight of the InfoNCE loss in the 'both' objective")
+    lm_weight: float = _f(0.0, "weight of the language-model term (contrastive objective): NLL of the base model's own "
+                               "greedy rationales, relative to the base; keeps the model writing as it did (0: off)")
     contrastive_weight_end: float | None = _f(None, "if set, the InfoNCE weight moves linearly from contrastive_weight to this by the last step")
     learning_rate: float = _f(1e-6, "AdamW learning rate, constant (paper 1e-6 full; ~1e-4 suits LoRA)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
@@ -132,6 +142,10 @@ class TrainConfig:
         self.objective = parse_choice(Objective, self.objective, "objective")
         self.estimator = parse_choice(Estimator, self.estimator, "estimator")
         self.reward_variant = parse_choice(RewardVariant, self.reward_variant, "reward variant")
+        if not isinstance(self.data, (list, tuple)):
+            raise ConfigError(f"data must be a list of sources (FILE[:WEIGHT] or {{path, weight}}), got {self.data!r}")
+        self.data = [DataSource.coerce(source) for source in self.data]
+        check_weights(self.data)
         check_field_types(self)  # types first (one line per field), then the ranges below
         self._check()
 
@@ -191,6 +205,11 @@ class TrainConfig:
         need(self.lora_alpha >= 1, f"lora_alpha must be >= 1, got {self.lora_alpha}")
         need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
+        need(self.lm_weight >= 0 and math.isfinite(self.lm_weight), f"lm_weight must be >= 0, got {self.lm_weight}")
+        need(self.lm_weight == 0 or self.objective == Objective.CONTRASTIVE,
+             "lm_weight applies to the contrastive objective (it scores the base model's memoised rationales); "
+             "for the grace/both objectives keep the policy near the base with kl_coef")
+        need(self.lambda_grounding >= 0, f"lambda_grounding must be >= 0, got {self.lambda_grounding}")
         need(min(self.lambda_consistency, self.lambda_hard, self.contrastive_weight) >= 0
              and (self.contrastive_weight_end is None or self.contrastive_weight_end >= 0),
              "lambda_consistency, lambda_hard, contrastive_weight and contrastive_weight_end must be >= 0")
@@ -222,6 +241,7 @@ class TrainConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             out[f.name] = v.value if isinstance(v, enum.Enum) else v
+        out["data"] = [{"path": s.path, "weight": s.weight} for s in self.data]
         return out
 
     def replace(self, **changes: Any) -> "TrainConfig":

@@ -36,12 +36,14 @@ def _text_field(obj: dict[str, Any], key: str, where: str) -> str:
 
 
 def _negatives(obj: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The ``negative`` field (a string or a list of strings); a pair without one has none."""
     value = obj.get("negative", obj.get("negatives"))
     if value is None:
-        raise DataError(f"{where}: missing field 'negative' (a string or a list of strings)")
+        return ()
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
-        raise DataError(f"{where}: field 'negative' must be a string or a non-empty list of strings")
+        raise DataError(f"{where}: field 'negative' must be a string or a non-empty list of strings "
+                        "(leave it out for a pair without a negative)")
     for n, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
             raise DataError(f"{where}: negative #{n + 1} must be a non-empty string")
@@ -49,7 +51,8 @@ def _negatives(obj: dict[str, Any], where: str) -> tuple[str, ...]:
 
 
 def load_triplets(path: str | Path) -> list[Triplet]:
-    """Read ``{"query", "positive", "negative"}`` JSONL; ``negative`` is a string or a list."""
+    """Read ``{"query", "positive"[, "negative"]}`` JSONL; ``negative`` is a string or a list, or absent
+    (a pair: its negatives come from the batch, or from ``mine_negatives``)."""
     path = Path(path)
     triplets = []
     for lineno, obj in read_jsonl(path):
@@ -57,7 +60,8 @@ def load_triplets(path: str | Path) -> list[Triplet]:
         triplets.append(Triplet(_text_field(obj, "query", where), _text_field(obj, "positive", where),
                                 _negatives(obj, where)))
     if not triplets:
-        raise DataError(f"{path}: no triplets found (expected JSONL lines with query/positive/negative)")
+        raise DataError(f"{path}: no training pairs found (expected JSONL lines with query, positive "
+                        "and optionally negative)")
     log.info("loaded %d triplets from %s", len(triplets), path)
     return triplets
 
@@ -139,11 +143,28 @@ def _jsonl_texts(path: Path) -> list[str]:
     return [_text_field(obj, "text", f"{path}:{n}") for n, obj in read_jsonl(path)]
 
 
+def load_sts_pairs(path: str | Path, min_score: float = 4.0) -> list[Triplet]:
+    """STS TSV (``score<TAB>sentence1<TAB>sentence2``, scores 0-5) as pairs: the sentence pairs scored
+    at least ``min_score`` (near-paraphrases), without negatives."""
+    from grace_rag.evaluation.datasets import load_sts
+
+    dataset = load_sts(path)
+    pairs = [Triplet(a, b, ()) for (a, b), score in zip(dataset.pairs, dataset.scores)
+             if score >= min_score and a.strip() and b.strip()]
+    if not pairs:
+        raise DataError(f"{path}: no sentence pair scores {min_score} or more; nothing to train on")
+    log.info("loaded %d STS pairs scored >= %s from %s", len(pairs), min_score, path)
+    return pairs
+
+
 def load_supervised(path: str | Path, negatives_per_query: int = 1) -> list[Triplet]:
-    """Triplets from a JSONL file, or built from a BEIR folder (train split, BM25 negatives)."""
+    """Pairs or triplets from a JSONL file, an STS ``.tsv`` file (pairs scored >= 4), or built from a
+    BEIR folder (train split, BM25 negatives)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         return beir_triplets(path, "train", negatives_per_query)
+    if path.suffix.lower() == ".tsv":
+        return load_sts_pairs(path)
     return load_triplets(path)

@@ -24,16 +24,22 @@ from .collectives import all_reduce
 from .config import Mode, Objective, TrainConfig
 from .contrastive import info_nce
 from .estimators import ESTIMATORS, Aggregation, aggregate, kl_k3, policy_loss
-from .policy import ReferencePolicy, forward_sequences
+from .policy import ReferencePolicy, SequenceOutput, forward_sequences
 from .rollout import RationaleMemo, Rollout, Sampler, memo_rollout, supervised_rollout, unsupervised_rollout
 from .scoring import Scored, same_query_mask, score
 
 log = logging.getLogger(__name__)
 
 
-def _mixed_precision(choice: str) -> str:
+def _mixed_precision(choice: str, device_type: str) -> str:
+    """``auto``: bf16 on a GPU that supports it and on a CPU that multiplies bfloat16 natively (AVX512-BF16
+    or AMX: about 2x faster than float32 there; weights stay float32), else none."""
     if choice != "auto":
         return choice
+    if device_type == "cpu":
+        from grace_rag.acceleration import native_bf16_cpu
+
+        return "bf16" if native_bf16_cpu() else "no"
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
@@ -49,6 +55,19 @@ def _apply_lora(model: Any, config: TrainConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def _frozen_copy(model: Any) -> Any:
+    """A frozen copy of ``model`` that writes rationales as inference would on this device: bf16 linear
+    layers where the CPU multiplies bf16 natively (``quantization="auto"``), else as it is."""
+    import copy
+
+    from grace_rag.acceleration import convert, resolve_quantization
+    from grace_rag.config import Quantization
+
+    quantization = resolve_quantization(Quantization.AUTO, model.device.type)
+    frozen = convert(model, quantization) if quantization is not Quantization.NONE else copy.deepcopy(model)
+    return frozen.eval().requires_grad_(False)
+
+
 def training_encoder_config(config: TrainConfig, model_settings: dict[str, Any]) -> EncoderConfig:
     """The encoder this run trains (and publishes): the run's settings, the model's for the rest."""
     return EncoderConfig(cache=False, **config.encoder_settings()).resolve(model_settings)
@@ -62,13 +81,15 @@ class GraceTrainer:
 
         self.config = config
         self.encoder_config = encoder_config or training_encoder_config(config, backbone.settings)
-        self.accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+        self.accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision, backbone.model.device.type),
                                        cpu=backbone.model.device.type == "cpu")
         torch.manual_seed(config.seed)
         self.backbone = backbone
         # fp32 master weights on every device (bf16 weights would swallow most small AdamW updates);
         # accelerate's mixed precision autocasts the compute
         model = backbone.model.float()
+        memo = config.objective == Objective.CONTRASTIVE and config.mode == Mode.SUPERVISED
+        writer = _frozen_copy(model) if memo else None  # before LoRA layers are injected into ``model``
         model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -82,12 +103,17 @@ class GraceTrainer:
         self.representer = Representer(self.policy, tok, self.spec, self.generator)
         self.pad_id = self.representer.pad_id
         self.sampler = Sampler(self.representer, config.max_rationale_tokens)
-        self.memo = RationaleMemo(self.sampler)
         self.total_steps = 1
         track = config.track_kl or config.kl_coef > 0
         self.reference = ReferencePolicy(self.policy, config.lora) if track else None
+        self.memo = RationaleMemo(self._writer(writer, tok) if writer is not None else self.sampler)
         self.spec_rl = ESTIMATORS[config.estimator]
         self._version = 0
+
+    def _writer(self, model: Any, tokenizer: Any) -> Sampler:
+        """The memo's writer: a frozen copy of the initial weights, with its own generator."""
+        generator = HFGenerator(model, tokenizer, batch_size=max(1, self.config.batch_size))
+        return Sampler(Representer(model, tokenizer, self.spec, generator), self.config.max_rationale_tokens)
 
     def as_encoder(self) -> Any:
         """The current policy as a GraceEncoder (greedy rationales, no cache), for evaluation."""
@@ -123,7 +149,9 @@ class GraceTrainer:
         metrics: dict[str, float] = {}
         scored = None
         if cfg.objective != Objective.CONTRASTIVE:
-            scored = score(cfg, rollout, same)
+            documents = ([t.positive for t in batch] + [n for t in batch for n in t.negatives]
+                         if cfg.mode == Mode.SUPERVISED else None)
+            scored = score(cfg, rollout, same, documents)
             metrics.update(scored.metrics)
             if scored.warning:
                 log.warning("step %d: %s", step + 1, scored.warning)
@@ -205,8 +233,9 @@ class GraceTrainer:
         tokens = [ro.group.token_ids[i] for i in idx]
         use_cl = cfg.objective != Objective.GRACE
         use_pl = scored is not None and cfg.objective != Objective.CONTRASTIVE
-        out = forward_sequences(self.model, prompts, tokens, self.pad_id, cfg.rollout_temperature,
-                                self.spec if use_cl else None, logprobs=use_pl)
+        out = forward_sequences(self.model, prompts, tokens, self.pad_id,
+                                cfg.rollout_temperature if use_pl else 1.0, self.spec if use_cl else None,
+                                logprobs=use_pl or self._uses_lm())
         loss = out.logp.new_zeros(())
         stats: dict[str, float] = {}
         if use_pl and old is not None:
@@ -224,9 +253,12 @@ class GraceTrainer:
                 loss = loss + cfg.kl_coef * kl
                 stats["kl"] = float(kl.detach())
         if use_cl:
-            cl = self._contrastive(ro, rows, out.pooled.view(len(rows), k, -1)[:, 0], same)
+            cl, lm = self._contrastive(ro, rows, out, same)
             loss = loss + cl_weight * cl / n_micro
             stats.update(contrastive_loss=float(cl.detach()), contrastive_weight=cl_weight)
+            if lm is not None:
+                loss = loss + cfg.lm_weight * lm / n_micro
+                stats["lm_term"] = float(lm.detach())
         return loss, stats
 
     def _kl(self, prompts, tokens, logp: Tensor, mask: Tensor, totals: dict[str, float]) -> Tensor:
@@ -235,20 +267,42 @@ class GraceTrainer:
         return aggregate(kl_k3(logp, ref.to(logp.device)), mask, Aggregation.TOKEN_MEAN, max_len=1,
                          num_tokens=totals["num_tokens"])
 
-    def _contrastive(self, ro: Rollout, rows: list[int], positives: Tensor, same: Tensor | None) -> Tensor:
-        """InfoNCE of the rows' queries (or anchors) against their positives and negatives, with gradient."""
+    def _contrastive(self, ro: Rollout, rows: list[int], positives: SequenceOutput,
+                     same: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """InfoNCE of the rows' queries (or anchors) against their positives and negatives, with gradient;
+        and the language-model term over the same passes (None unless ``lm_weight`` > 0)."""
         cfg = self.config
+        k = ro.k
+        lm = self._uses_lm()
         ctx = [ro.context.prompts[i] for i in rows], [ro.context.token_ids[i] for i in rows]
-        q = forward_sequences(self.model, *ctx, self.pad_id, 1.0, self.spec, logprobs=False).pooled  # (n, D)
-        neg = None
-        if ro.negatives is not None:
+        q_out = forward_sequences(self.model, *ctx, self.pad_id, 1.0, self.spec, logprobs=lm)
+        pos = positives.pooled.view(len(rows), k, -1)[:, 0]  # (n, D)
+        neg, blocked, parts = None, None, [(positives, ro.group, [i * k for i in rows]), (q_out, ro.context, rows)]
+        if ro.negatives is not None and ro.negative_owner is not None:  # flat: each row's own negatives
+            nidx = [j for j, owner in enumerate(ro.negative_owner) if owner in rows]
+            if nidx:
+                n_out = self._forward_sampled(ro.negatives, nidx, lm)
+                neg = n_out.pooled  # (N, D)
+                parts.append((n_out, ro.negatives, nidx))
+                own = [{tuple(ro.group.prompts[j * k].input_ids) for j in rows if j == i or
+                        (same is not None and bool(same[i, j]))} for i in rows]
+                blocked = torch.tensor([[tuple(ro.negatives.prompts[j].input_ids) in own[r] for j in nidx]
+                                        for r in range(len(rows))], dtype=torch.bool)  # (n, N)
+        elif ro.negatives is not None:
             m = len(ro.negatives.prompts) // len(ro.context.prompts)
             nidx = [i * m + j for i in rows for j in range(m)]
-            neg = forward_sequences(self.model, [ro.negatives.prompts[i] for i in nidx],
-                                    [ro.negatives.token_ids[i] for i in nidx], self.pad_id, 1.0,
-                                    self.spec, logprobs=False).pooled.view(len(rows), m, -1)  # (n, M, D)
+            if nidx:
+                neg = self._forward_sampled(ro.negatives, nidx, False).pooled.view(len(rows), m, -1)  # (n, M, D)
         sub = same[rows][:, rows] if same is not None else None
-        return info_nce(q, positives, neg, cfg.infonce_tau, sub)
+        loss = info_nce(q_out.pooled, pos, neg, cfg.infonce_tau, sub, blocked)
+        return loss, (_lm_term(parts) if lm else None)
+
+    def _forward_sampled(self, sampled: Any, idx: list[int], logprobs: bool) -> SequenceOutput:
+        return forward_sequences(self.model, [sampled.prompts[i] for i in idx], [sampled.token_ids[i] for i in idx],
+                                 self.pad_id, 1.0, self.spec, logprobs=logprobs)
+
+    def _uses_lm(self) -> bool:
+        return self.config.lm_weight > 0 and self.config.objective == Objective.CONTRASTIVE
 
     def _optimizer_step(self) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -310,6 +364,27 @@ def _old_logprobs(ro: Rollout) -> list[Tensor]:
     """Each group rollout's token log-probs under the policy that sampled it (stored at sampling time)."""
     return [torch.tensor(r.logprobs if r.logprobs is not None else [0.0] * len(r.token_ids), dtype=torch.float32)
             for r in ro.group.rationales]
+
+
+def _lm_term(parts: list[tuple[SequenceOutput, Any, list[int]]]) -> Tensor:
+    """The language-model term: token mean of ``log p_writer(t) - log p_policy(t)`` over every rationale
+    token of the passes in ``parts`` (the writer's log-probs are stored with the memoised rationales).
+
+    Its gradient is the NLL gradient of the writer's own rationales; it is 0 while the policy
+    still equals the writer (an adapter that changes nothing).
+    """
+    total, count = None, 0
+    for out, sampled, idx in parts:
+        if not out.logp.numel():
+            continue
+        writer = _right_aligned([torch.tensor(sampled.rationales[i].logprobs or [], dtype=torch.float32)
+                                 for i in idx], out.logp.shape[1]).to(out.logp.device)  # (n, T)
+        term = ((writer - out.logp) * out.mask).sum()
+        total = term if total is None else total + term
+        count += int(out.mask.sum())
+    if total is None:
+        return torch.zeros(())
+    return total / max(1, count)
 
 
 def _right_aligned(rows: list[Tensor], width: int) -> Tensor:

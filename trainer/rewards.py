@@ -115,6 +115,21 @@ def _against_other_contexts(context: Tensor, x: Tensor, same: Tensor | None = No
     return -(sims * keep[:, :, None]).sum(dim=1) / count
 
 
+def grounding_reward(rationales: list[str], documents: list[str], k: int) -> Tensor:
+    """How well each rollout's rationale alone finds its own text: the reciprocal rank of positive i among
+    the batch's ``documents`` when rollout (i, k) is a BM25 query (0 if not found).  (B, K)
+
+    ``rationales`` are group-major (B*K); ``documents[i]`` for i < B is row i's positive (the rest are
+    the batch's negatives). Unlike the embedding rewards, it depends only on the words written, so
+    it varies with k and rewards rationales that name what the text is about.
+    """
+    from grace_rag.evaluation.rationale_quality import grounding_ranks
+
+    b = len(rationales) // k
+    ranks = grounding_ranks(rationales, documents, [i for i in range(b) for _ in range(k)])
+    return torch.tensor(ranks, dtype=torch.float32).view(b, k)
+
+
 def total_reward(primary: Tensor, consistency: Tensor, hard: Tensor,
                  lambda_consistency: float, lambda_hard: float, tau: float) -> Tensor:
     """``R = (primary + lambda1 * consistency + lambda2 * hard) / tau``.  (B, K)"""
@@ -137,11 +152,12 @@ class RewardBreakdown:
     consistency: Tensor
     hard: Tensor  # in-batch hard negative (supervised) or in-batch anchor term (unsupervised)
     total: Tensor
+    grounding: Tensor | None = None  # BM25 reciprocal rank of the own text from the rationale alone
 
     def means(self) -> dict[str, float]:
         """Per-component batch means, for the metrics log."""
-        return {name: float(getattr(self, name).float().mean())
-                for name in ("primary", "consistency", "hard", "total")}
+        names = ("primary", "consistency", "hard", "total") + (("grounding",) if self.grounding is not None else ())
+        return {name: float(getattr(self, name).float().mean()) for name in names}
 
 
 #: reward variant -> (q, pos, neg, tau, same_query) -> (primary, hard), each (B, K); see RewardVariant
@@ -157,12 +173,16 @@ VARIANTS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
 
 def supervised_rewards(q: Tensor, pos: Tensor, neg: Tensor, finished: Tensor, *, variant: str,
                        lambda_consistency: float, lambda_hard: float, tau: float,
-                       length_penalty: float | None, same_query: Tensor | None = None) -> RewardBreakdown:
-    """All supervised reward terms of ``variant`` (paper, per_rollout, soft_rank, margin)."""
+                       length_penalty: float | None, same_query: Tensor | None = None,
+                       grounding: Tensor | None = None, lambda_grounding: float = 0.0) -> RewardBreakdown:
+    """All supervised reward terms of ``variant`` (paper, per_rollout, soft_rank, margin), plus
+    ``lambda_grounding * grounding`` inside the scaled total when a grounding reward is given."""
     primary, hard = VARIANTS[variant](q, pos, neg, tau, same_query)
     cons = consistency_reward(pos)
     total = total_reward(primary, cons, hard, lambda_consistency, lambda_hard, tau)
-    return RewardBreakdown(primary, cons, hard, apply_length_penalty(total, finished, length_penalty))
+    if grounding is not None:
+        total = total + lambda_grounding * grounding.to(total.device) / tau
+    return RewardBreakdown(primary, cons, hard, apply_length_penalty(total, finished, length_penalty), grounding)
 
 
 def unsupervised_rewards(anchor: Tensor, x: Tensor, finished: Tensor, *, lambda_consistency: float,

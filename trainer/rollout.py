@@ -51,6 +51,8 @@ class Rollout:
     negatives: Sampled | None
     greedy: Sampled | None
     k: int
+    #: for flat negatives (the contrastive objective): the row each negative belongs to; None: (B, M) layout
+    negative_owner: list[int] | None = None
 
     def group_embeddings(self) -> Tensor:
         return self.group.embeddings.view(-1, self.k, self.group.embeddings.shape[-1])  # (B, K, D)
@@ -122,12 +124,14 @@ def unsupervised_rollout(sampler: Sampler, doc_prompt, batch: Sequence[str], *, 
 
 
 class RationaleMemo:
-    """Greedy rationales of training texts, decoded once per (text, length) and reused across steps.
+    """Greedy rationales of training texts, written once per (text, length) by a fixed writer and reused.
 
-    The contrastive objective trains the representation of the rationales the encoder writes
-    (greedy), not the rationales themselves, so decoding them again every epoch is wasted time.
-    A text is decoded the first time a batch holds it; the memo is saved with each checkpoint
-    (``state()``/``load()``), so a resumed run reuses exactly the same rationales.
+    The contrastive objective trains the representation of rationales, not the rationales
+    themselves, so they are decoded once. The writer is the *base* model (a frozen copy of the
+    initial weights): the rationales a text gets do not depend on when it is first drawn, they are what the language-model term keeps the model
+    writing, and they are what a frozen writer writes at inference. Each rationale keeps the
+    writer's token log-probs (the language-model term is measured against them). The memo is saved
+    with each checkpoint (``state()``/``load()``), so a resumed run reuses exactly the same rationales.
     """
 
     def __init__(self, sampler: Sampler) -> None:
@@ -143,10 +147,11 @@ class RationaleMemo:
         keys = [self.key(t, tokens) for t in texts]
         missing = {k: p for k, p in zip(keys, prompts) if k not in self._store}
         if missing and tokens > 0:
-            fresh = self.sampler.sample(list(missing.values()), 0.0, 0, max_new_tokens=tokens).rationales
+            fresh = self.sampler.sample(list(missing.values()), 0.0, 0, max_new_tokens=tokens,
+                                        logprobs=True).rationales
             self._store.update(zip(missing, fresh))
         elif missing:
-            self._store.update({k: Rationale(text="", token_ids=[], finished=True) for k in missing})
+            self._store.update({k: Rationale(text="", token_ids=[], finished=True, logprobs=[]) for k in missing})
         return [self._store[k] for k in keys]
 
     def __len__(self) -> int:
@@ -154,10 +159,12 @@ class RationaleMemo:
 
     def state(self) -> dict[str, list]:
         """JSON-able contents (for checkpoints)."""
-        return {k: [r.text, r.token_ids, r.finished] for k, r in self._store.items()}
+        return {k: [r.text, r.token_ids, r.finished, r.logprobs] for k, r in self._store.items()}
 
     def load(self, state: dict[str, list]) -> None:
-        self._store = {k: Rationale(text=t, token_ids=list(ids), finished=bool(f)) for k, (t, ids, f) in state.items()}
+        """Restore ``state()``; entries saved without log-probs (older checkpoints) are decoded again when used."""
+        self._store = {k: Rationale(text=v[0], token_ids=list(v[1]), finished=bool(v[2]), logprobs=list(v[3]))
+                       for k, v in state.items() if len(v) > 3 and v[3] is not None}
 
 
 def _memo_sampled(memo: RationaleMemo, build, texts: Sequence[str], tokens: int) -> Sampled:
@@ -167,9 +174,14 @@ def _memo_sampled(memo: RationaleMemo, build, texts: Sequence[str], tokens: int)
 
 def memo_rollout(memo: RationaleMemo, query_prompt, doc_prompt, batch: Sequence[Triplet], query_tokens: int,
                  doc_tokens: int, negatives: int) -> Rollout:
-    """Queries, positives (one each) and negatives with their memoised greedy rationales (no embeddings)."""
-    m = negatives_per_row(batch, negatives)
+    """Queries, positives (one each) and negatives with their memoised greedy rationales (no embeddings).
+
+    InfoNCE pools every negative of the batch as a candidate for every query, so rows need not
+    have the same number: each contributes up to ``negatives`` (a pair contributes none), and
+    ``negatives`` holds them flat (``Rollout.negative_owner`` says whose each one is).
+    """
     q = _memo_sampled(memo, query_prompt, [t.query for t in batch], query_tokens)
     pos = _memo_sampled(memo, doc_prompt, [t.positive for t in batch], doc_tokens)
-    neg = _memo_sampled(memo, doc_prompt, [n for t in batch for n in t.negatives[:m]], doc_tokens)
-    return Rollout(context=q, group=pos, negatives=neg, greedy=None, k=1)
+    flat = [(i, n) for i, t in enumerate(batch) for n in t.negatives[:negatives]]
+    neg = _memo_sampled(memo, doc_prompt, [n for _, n in flat], doc_tokens) if flat else None
+    return Rollout(context=q, group=pos, negatives=neg, greedy=None, k=1, negative_owner=[i for i, _ in flat])

@@ -31,6 +31,7 @@ from .collectives import all_reduce
 from .config import Mode, TrainConfig
 from .data import load_supervised, load_texts
 from .loop import GraceTrainer
+from .mix import DataSource, MixSampler, SourceLosses, check_weights, mine_negatives
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,33 @@ def checkpoint_dir(out: Path) -> Path:
     return out.parent / f"{out.name}.checkpoints"
 
 
-def load_data(config: TrainConfig, path: str | Path) -> list[Any]:
-    """Triplets or passages for ``config.mode``, fully validated before any model is loaded."""
+def sources(config: TrainConfig, data_path: str | Path | None) -> list[DataSource]:
+    """The run's data sources: ``data_path`` (weight 1) and the config's ``data`` list."""
+    found = ([DataSource(str(data_path))] if data_path is not None else []) + list(config.data)
+    if not found:
+        raise ConfigError("no training data; pass a data file or folder, or --data FILE[:WEIGHT]")
+    check_weights(found)
+    return found
+
+
+def load_source(config: TrainConfig, source: DataSource) -> list[Any]:
+    """Triplets/pairs (supervised) or passages (unsupervised) of one source, validated."""
     if config.mode == Mode.UNSUPERVISED:
-        data: list[Any] = load_texts(path)
-    else:
-        data = load_supervised(path, config.negatives_per_query)
-    if len(data) < config.batch_size:
-        raise DataError(f"{path}: {len(data)} examples but batch_size is {config.batch_size}; lower --batch-size")
-    return data
+        return load_texts(source.path)
+    data = load_supervised(source.path, config.negatives_per_query)
+    return mine_negatives(data, config.seed) if config.mine_negatives else data
+
+
+def load_data(config: TrainConfig, data_path: str | Path | None) -> MixSampler:
+    """Every source fully validated before any model is loaded, and the sampler of their batches."""
+    found = sources(config, data_path)
+    data = [load_source(config, s) for s in found]
+    for source, examples in zip(found, data):
+        if source.weight > 0 and len(examples) < config.batch_size:
+            raise DataError(f"{source.path}: {len(examples)} examples but batch_size is {config.batch_size}; "
+                            "lower --batch-size")
+    return MixSampler(data, [s.weight for s in found], config.batch_size, config.seed,
+                      names=[s.name for s in found])
 
 
 def batch_for_step(data: Sequence[Any], step: int, batch_size: int, seed: int) -> list[Any]:
@@ -75,11 +94,13 @@ def batch_for_step(data: Sequence[Any], step: int, batch_size: int, seed: int) -
 
 
 def total_steps(config: TrainConfig, n_examples: int) -> int:
+    """``steps``, or ``epochs`` passes over ``n_examples`` (all sources together) in batches."""
     return config.steps if config.steps is not None else config.epochs * (n_examples // config.batch_size)
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    diff = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    defaults = TrainConfig().to_dict()  # a setting added after the checkpoint was written had its default then
+    diff = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current[k])
     if diff:
         raise ConfigError(f"cannot resume: settings differ from the checkpointed run ({', '.join(diff)}); "
                           "use the same settings or start a new output directory")
@@ -120,7 +141,7 @@ class _MetricsLog:
             handle.write(json.dumps(record) + "\n")
 
 
-def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | None = None,
+def train(config: TrainConfig, data_path: str | Path | None = None, *, backbone: Backbone | None = None,
           evaluator: Evaluator | None = None, resume: bool = False, progress: bool = True,
           overwrite: bool = False) -> TrainResult:
     """Run training as ``config`` says and publish the model to ``config.output_dir`` (an earlier
@@ -128,7 +149,7 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     if not config.output_dir:
         raise ConfigError("no output directory; pass --out DIR (or set output_dir in the config file)")
     out = Path(config.output_dir)
-    check_output_dir(out, Path(data_path), overwrite)
+    check_output_dir(out, [Path(source.path) for source in sources(config, data_path)], overwrite)
     work = checkpoint_dir(out)
     existing = list_checkpoints(work)
     if existing and not resume:
@@ -137,7 +158,7 @@ def train(config: TrainConfig, data_path: str | Path, *, backbone: Backbone | No
     if resume and not existing:
         raise ConfigError(f"nothing to resume: no checkpoint in {work}")
     data = load_data(config, data_path)
-    n_steps = total_steps(config, len(data))
+    n_steps = total_steps(config, data.size)
     if backbone is None:
         backbone = training_backbone(config)
     trainer = GraceTrainer(config, backbone)
@@ -183,17 +204,18 @@ def _loop(trainer: GraceTrainer, data: Sequence[Any], start: int, n_steps: int, 
     bar = tqdm(total=n_steps, initial=start, desc="training", unit="step", disable=not (progress and main))
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
     done = start
+    losses = SourceLosses(data.names)
     for step in range(start, n_steps):
-        batch = batch_for_step(data, step, cfg.batch_size, cfg.seed)
+        source, batch = data.batch(step)
         # several processes (accelerate launch): each takes its share of the global batch
         metrics = trainer.step(batch[acc.process_index::acc.num_processes], step)
         done = step + 1
+        metrics.update(losses.record(source, metrics))
         if main:
             metrics_log.write({"step": done, **metrics})
         result.last_metrics = metrics
         bar.update(1)
-        bar.set_postfix(reward=f"{metrics.get('reward_total', float('nan')):.3f}",
-                        s_step=f"{metrics['s_per_step']:.1f}")
+        bar.set_postfix_str(losses.postfix(metrics))
         if cfg.save_every and done % cfg.save_every == 0 and done < n_steps and main:
             save_checkpoint(work, done, trainer.policy, trainer.optimizer, cfg.to_dict(),
                             extra={"rationale_memo": trainer.memo.state()})

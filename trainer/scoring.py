@@ -42,22 +42,29 @@ def same_query_mask(batch: Sequence[Any]) -> Tensor | None:
 
 
 def reward_fn(cfg: TrainConfig, context: Tensor, group: Tensor, negatives: Tensor | None, finished: Tensor,
-              same: Tensor | None) -> R.RewardBreakdown:
+              same: Tensor | None, grounding: Tensor | None = None) -> R.RewardBreakdown:
     """The configured rewards of ``group`` (B, K, D) rollouts given their context (queries or anchors)."""
     kw = dict(lambda_consistency=cfg.lambda_consistency, lambda_hard=cfg.lambda_hard, tau=cfg.tau,
               length_penalty=cfg.length_penalty)
     if negatives is None:
         return R.unsupervised_rewards(context, group, finished, **kw)
     return R.supervised_rewards(context, group, negatives, finished, variant=cfg.reward_variant.value,
-                                same_query=same, **kw)
+                                same_query=same, grounding=grounding, lambda_grounding=cfg.lambda_grounding, **kw)
 
 
-def score(cfg: TrainConfig, ro: Any, same: Tensor | None) -> Scored:
-    """Rewards, the estimator's advantages, optional std floor and dynamic sampling, and diagnostics."""
+def score(cfg: TrainConfig, ro: Any, same: Tensor | None, documents: list[str] | None = None) -> Scored:
+    """Rewards, the estimator's advantages, optional std floor and dynamic sampling, and diagnostics.
+
+    ``documents`` (the batch's positives, then its negatives) turn on the grounding reward when
+    ``lambda_grounding`` > 0 (supervised).
+    """
     group, neg, ctx = ro.group_embeddings(), ro.negative_embeddings(), ro.context.embeddings
     b, k = group.shape[0], ro.k
     finished = ro.group.finished.view(b, k)
-    breakdown = reward_fn(cfg, ctx, group, neg, finished, same)
+    grounding = None
+    if cfg.lambda_grounding > 0 and neg is not None and documents:
+        grounding = R.grounding_reward([r.text for r in ro.group.rationales], documents, k)
+    breakdown = reward_fn(cfg, ctx, group, neg, finished, same, grounding)
     baseline = None
     if ro.greedy is not None:  # ReMax: the greedy rationale's reward, computed from it alone
         alone = ro.greedy.embeddings.view(b, 1, -1)

@@ -25,10 +25,12 @@ def explain(
 
     config = EncoderConfig() if rationale_tokens is None else EncoderConfig(max_rationale_tokens=rationale_tokens)
     encoder = GraceEncoder(model=model, config=config, device=device)
-    rationales = encoder.explain(texts, role=role)
-    if as_json:
-        typer.echo(json.dumps([{"text": t, "rationale": r} for t, r in zip(texts, rationales)], indent=2))
+    if as_json:  # with each rationale's quality figures (grace_rag.evaluation.rationale_quality)
+        from grace_rag.evaluation.rationale_quality import explain_figures
+
+        typer.echo(json.dumps(explain_figures(encoder, texts, role), indent=2))
         return
+    rationales = encoder.explain(texts, role=role)
     for text, rationale in zip(texts, rationales):
         typer.secho(text, bold=True)
         typer.echo(f"  -> {rationale}\n")

@@ -13,6 +13,9 @@ from rich.table import Table
 from grace_rag.config import Layer, Pooling, Quantization
 
 RETRIEVAL_COLUMNS = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "docs_per_s"]
+#: rationale quality of GraceEncoder rows (grace_rag.evaluation.rationale_quality), header -> key
+RATIONALE_COLUMNS = {"contrib.": "rationale_contribution", "distinct3": "rationale_distinct3",
+                     "ppl": "rationale_ppl", "grounding": "rationale_grounding", "cut": "rationale_cut"}
 STS_COLUMNS = ["spearman", "docs_per_s"]
 
 
@@ -26,7 +29,9 @@ def _cell(value: Any) -> str:
 
 def results_table(payload: dict[str, Any]) -> Table:
     """A rich table of one ``run_eval`` payload."""
-    columns = STS_COLUMNS if payload["task"] == "sts" else RETRIEVAL_COLUMNS
+    columns = {name: name for name in (STS_COLUMNS if payload["task"] == "sts" else RETRIEVAL_COLUMNS)}
+    if any("rationale_ppl" in row or "rationale_distinct3" in row for row in payload["results"]):
+        columns.update(RATIONALE_COLUMNS)
     subset = payload.get("subset")
     caption = "full split"
     if subset:
@@ -35,10 +40,10 @@ def results_table(payload: dict[str, Any]) -> Table:
         caption = f"subset {subset['digest']}: {size}, seed {subset['seed']}"
     table = Table(title=f"{payload['dataset']} ({payload['split']})", caption=caption)
     table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
+    for header in columns:
+        table.add_column(header, justify="right")
     for row in payload["results"]:
-        table.add_row(row["model"], *(_cell(row.get(column)) for column in columns))
+        table.add_row(row["model"], *(_cell(row.get(key)) for key in columns.values()))
     return table
 
 
@@ -69,6 +74,11 @@ def eval_command(
         help="Fusion of hybrid:NAME models: rrf or weighted (default: the index's default).")] = None,
     alpha: Annotated[float | None, typer.Option(
         help="Weight of the dense side in weighted fusion (0 to 1); implies --fusion weighted.")] = None,
+    rationale_metrics: Annotated[bool, typer.Option(
+        "--rationale-metrics/--no-rationale-metrics",
+        help="For GRACE models on retrieval data, also score their document rationales: contribution "
+             "(nDCG@10 minus nDCG@10 without rationales), distinct 3-grams, perplexity under the untrained "
+             "base model, grounding (BM25 MRR of the rationale's own text) and the share cut at the limit.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON results here.")] = None,
 ) -> None:
@@ -84,7 +94,7 @@ def eval_command(
                             layer=layer.value if layer else None,
                             query_rationale_tokens=query_rationale_tokens,
                             quantization=quantization.value if quantization else None),
-        fusion=FusionConfig.from_options(fusion, alpha),
+        fusion=FusionConfig.from_options(fusion, alpha), rationale_metrics=rationale_metrics,
     )
     payload = run_eval(request)
     text = json.dumps(payload, indent=2)

@@ -21,7 +21,10 @@ def _help(name: str) -> str:
 
 
 def train_command(
-    data: Annotated[Path, typer.Argument(exists=True, help="Triplet JSONL, a BEIR folder, or (with --unsupervised) a text/JSONL file or folder.")],
+    data: Annotated[Optional[Path], typer.Argument(exists=True, help="Triplet/pair JSONL, a BEIR folder, an STS .tsv, or (with --unsupervised) a text/JSONL file or folder. Optional with --data.")] = None,
+    sources: Annotated[Optional[list[str]], typer.Option("--data", metavar="FILE[:WEIGHT]", help=_help("data"))] = None,
+    mine_negatives: Annotated[Optional[bool], typer.Option("--mine-negatives/--no-mine-negatives", help=_help("mine_negatives"))] = None,
+    lm_weight: Annotated[Optional[float], typer.Option("--lm-weight", help=_help("lm_weight"))] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help=_help("output_dir"))] = None,
     unsupervised: Annotated[bool, typer.Option("--unsupervised", help="Train on a plain corpus (self-alignment rewards).")] = False,
     model: Annotated[Optional[str], typer.Option("--model", "--init-from", help=_help("model"))] = None,
@@ -61,6 +64,7 @@ def train_command(
         learning_rate=learning_rate, seed=seed, query_rationale_tokens=query_rationale_tokens,
         layer=layer.value if layer else None, pooling=pooling.value if pooling else None,
         length_penalty=_length_penalty(length_penalty), reward_variant=reward_variant, merge=merge,
+        data=[*base.data, *sources] if sources else None, mine_negatives=mine_negatives, lm_weight=lm_weight,
     )
     evaluator = retrieval_evaluator(eval_dir, cfg) if eval_dir is not None else None
     result = train(cfg, data, evaluator=evaluator, resume=resume, progress=not quiet, overwrite=overwrite)

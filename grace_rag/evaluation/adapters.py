@@ -56,8 +56,15 @@ class DenseRetriever:
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
         self._vectors: np.ndarray | None = None
+        #: the document rationales, when the embedder writes them (a GraceEncoder); else None
+        self.rationales: list[str] | None = None
 
     def index(self, texts: list[str]) -> None:
+        encode = getattr(self.embedder, "encode", None)
+        if callable(encode) and hasattr(self.embedder, "explain"):  # a GraceEncoder: keep its rationales
+            encoding = encode(list(texts), "document")
+            self._vectors, self.rationales = np.asarray(encoding.vectors, np.float32), list(encoding.rationales)
+            return
         self._vectors = np.asarray(self.embedder.encode_documents(list(texts)), np.float32)
 
     def search(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from grace_rag.errors import ConfigError
 from grace_rag.evaluation.adapters import (
+    DenseRetriever,
     Embedder,
     GraceSettings,
     LoadedModel,
@@ -26,6 +27,7 @@ from grace_rag.evaluation.adapters import (
 )
 from grace_rag.evaluation.datasets import BeirDataset, StsDataset, load_dataset
 from grace_rag.evaluation.metrics import cosine_pairs, retrieval_metrics, spearman
+from grace_rag.evaluation.rationale_quality import FluencyScorers, rationale_figures, summarize
 from grace_rag.evaluation.subset import SubsetSpec, build_subset, subset_sts
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,10 @@ def evaluate_retrieval(model: Retriever | Embedder, dataset: BeirDataset,
     ``model`` is a retriever (``index``/``search``) or an embedder such as a GraceEncoder
     (``encode_queries``/``encode_documents``), searched exactly by inner product.
     """
-    retriever = as_retriever(model)
+    return _retrieval(as_retriever(model), dataset, depth)
+
+
+def _retrieval(retriever: Retriever, dataset: BeirDataset, depth: int = RETRIEVAL_DEPTH) -> dict[str, Any]:
     doc_ids = list(dataset.corpus)
     query_ids = list(dataset.queries)
     started = time.perf_counter()
@@ -59,6 +64,26 @@ def evaluate_retrieval(model: Retriever | Embedder, dataset: BeirDataset,
             "docs_per_s": _rate(len(doc_ids), index_s),
             "queries_per_s": _rate(len(query_ids), search_s),
             "n_queries": len(query_ids), "n_docs": len(doc_ids)}
+
+
+def evaluate_grace_retrieval(encoder: Any, dataset: BeirDataset, fluency: Any | None = None) -> dict[str, Any]:
+    """``evaluate_retrieval`` of a GraceEncoder plus the quality of its document rationales.
+
+    Adds the rationale columns of :func:`~grace_rag.evaluation.rationale_quality.summarize`
+    (``fluency`` is a FluencyScorer of the untrained base model, or None to skip perplexity) and
+    ``rationale_contribution``: nDCG@10 minus nDCG@10 of the same encoder without rationales.
+    """
+    retriever = DenseRetriever(encoder)
+    metrics = _retrieval(retriever, dataset)
+    if encoder.config.max_rationale_tokens == 0 or retriever.rationales is None:
+        return metrics
+    docs = [dataset.corpus[d] for d in dataset.corpus]
+    rationales = retriever.rationales
+    figures = rationale_figures(docs, rationales, tokenizer=encoder.backbone.tokenizer,
+                                limit=encoder.config.max_rationale_tokens, fluency=fluency)
+    plain = _retrieval(DenseRetriever(encoder.without_rationales()), dataset)["ndcg@10"]
+    return {**metrics, **summarize(figures, empty=sum(not r for r in rationales)),
+            "ndcg@10_no_rationale": plain, "rationale_contribution": metrics["ndcg@10"] - plain}
 
 
 def evaluate_sts(model: Embedder, dataset: StsDataset) -> dict[str, Any]:
@@ -78,8 +103,13 @@ def evaluate_sts(model: Embedder, dataset: StsDataset) -> dict[str, Any]:
             "docs_per_s": _rate(len(texts), encode_s), "n_pairs": len(dataset.pairs)}
 
 
-def evaluate_loaded(loaded: LoadedModel, dataset: BeirDataset | StsDataset) -> dict[str, Any]:
-    """One result row: the model's label, its metrics, timings and settings."""
+def evaluate_loaded(loaded: LoadedModel, dataset: BeirDataset | StsDataset,
+                    fluency: FluencyScorers | None = None) -> dict[str, Any]:
+    """One result row: the model's label, its metrics, timings and settings.
+
+    A GraceEncoder on a retrieval dataset also gets its rationale columns when ``fluency`` is
+    given (the scorers of the untrained base models, shared by the rows of one run).
+    """
     logger.info("evaluating %s on %s", loaded.label, dataset.name)
     if isinstance(dataset, StsDataset):
         if not isinstance(loaded.model, Embedder):
@@ -87,9 +117,17 @@ def evaluate_loaded(loaded: LoadedModel, dataset: BeirDataset | StsDataset) -> d
             return {"model": loaded.label, "spearman": None, "docs_per_s": None,
                     "skipped": "not an embedding model", "settings": loaded.settings}
         metrics = evaluate_sts(loaded.model, dataset)
+    elif fluency is not None and _is_grace(loaded.model):
+        metrics = evaluate_grace_retrieval(loaded.model, dataset, fluency.for_encoder(loaded.model))
     else:
         metrics = evaluate_retrieval(loaded.model, dataset)
     return {"model": loaded.label, **metrics, "settings": loaded.settings}
+
+
+def _is_grace(model: Any) -> bool:
+    from grace_rag.encoder import GraceEncoder
+
+    return isinstance(model, GraceEncoder)
 
 
 @dataclass(frozen=True)
@@ -105,6 +143,7 @@ class EvalRequest:
     seed: int = 0
     grace: GraceSettings = field(default_factory=GraceSettings)
     fusion: Any = None  # FusionConfig for hybrid:NAME models (None: the index's defaults)
+    rationale_metrics: bool = True  # GraceEncoder rows also report the quality of their rationales
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -130,7 +169,8 @@ def prepare_dataset(request: EvalRequest) -> BeirDataset | StsDataset:
 def run_eval(request: EvalRequest) -> dict[str, Any]:
     """Evaluate every requested model; returns ``{"dataset", "split", "task", "subset", "results"}``."""
     dataset = prepare_dataset(request)
-    results = [evaluate_loaded(load_model(name, request.grace, request.fusion), dataset)
+    fluency = FluencyScorers() if request.rationale_metrics else None
+    results = [evaluate_loaded(load_model(name, request.grace, request.fusion), dataset, fluency)
                for name in request.models]
     return {"dataset": dataset.name, "split": dataset.split,
             "task": "sts" if isinstance(dataset, StsDataset) else "retrieval",

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from grace_rag import EncoderConfig
 from grace_rag.config import Layer, Pooling
@@ -114,3 +115,28 @@ def test_adapter_with_a_missing_base_names_it(model_dir, tmp_path):
     (adapter / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelNotFoundError, match=r"LoRA adapter for base model .*gone.*cannot be loaded"):
         load_backbone(adapter)
+
+
+def test_frozen_writer_writes_the_base_models_rationales_and_pools_with_the_adapter(model_dir, tmp_path):
+    from grace_rag.config import Role, Writer
+    from grace_rag.representation import Representer
+
+    adapter = tmp_path / "adapter"
+    _random_adapter(model_dir, adapter)
+    texts = ["a cat sleeps on the mat", "proteins fold into shapes", "rates rose"]
+    frozen = GraceEncoder(model=str(adapter), config=EncoderConfig(max_rationale_tokens=4, writer="base", cache=False),
+                          device="cpu")
+    base = GraceEncoder(model=str(model_dir), config=EncoderConfig(max_rationale_tokens=4, cache=False), device="cpu")
+    own = GraceEncoder(model=str(adapter), config=EncoderConfig(max_rationale_tokens=4, cache=False), device="cpu")
+    prompts = [frozen.builders[Role.DOCUMENT].build(t) for t in texts]
+    written, vectors = frozen.representer.represent(prompts, frozen.settings[Role.DOCUMENT])
+    by_base, _ = base.representer.represent(prompts, base.settings[Role.DOCUMENT])
+    by_adapter, _ = own.representer.represent(prompts, own.settings[Role.DOCUMENT])
+    assert [r.token_ids for r in written] == [r.token_ids for r in by_base]  # the base writes
+    assert [r.token_ids for r in written] != [r.token_ids for r in by_adapter]  # (the adapter would write otherwise)
+    reader = Representer(own.backbone.model, own.backbone.tokenizer, own.pool_spec)
+    expected = reader.pool_sequences(prompts, [r.token_ids for r in by_base])  # the adapter reads
+    assert torch.allclose(vectors, expected, atol=1e-5)
+    assert frozen.config.writer is Writer.BASE and frozen.fingerprint != own.fingerprint
+    assert own.fingerprint == GraceEncoder(model=str(adapter), config=EncoderConfig(max_rationale_tokens=4, writer="model",
+                                                                                    cache=False), device="cpu").fingerprint

@@ -316,7 +316,7 @@ TRAIN_CASES = [
          write("t.jsonl", "[1, 2, 3]\n")),
     Case("train-jsonl-missing-positive", ("train", "t.jsonl", "--out", "out"), 1, "positive",
          write("t.jsonl", '{"query": "a", "negative": "c"}\n')),
-    Case("train-jsonl-empty", ("train", "t.jsonl", "--out", "out"), 1, "no triplets found", write("t.jsonl", "\n")),
+    Case("train-jsonl-empty", ("train", "t.jsonl", "--out", "out"), 1, "no training pairs found", write("t.jsonl", "\n")),
     Case("train-unsupervised-text-not-utf8", ("train", "c.txt", "--unsupervised", "--out", "out"), 1, "c.txt:2:",
          write("c.txt", b"first passage\nsecond caf\xe9 passage\n")),
     Case("train-unsupervised-folder-binary", ("train", "cf", "--unsupervised", "--out", "out"), 1, "binary file",

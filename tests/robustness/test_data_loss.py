@@ -115,6 +115,8 @@ OUT_CASES = [
     ("out-user-folder-with-overwrite", ["--out", "mine", "--overwrite"], "is not the output of grace-rag train",
      _plant("mine/notes.txt")),
     ("out-data-with-overwrite", ["--out", "good.jsonl", "--overwrite"], "is the training data", None),
+    ("out-holds-a-mixed-in-source", ["--out", "extra", "--data", "extra/more.jsonl:0.5"], "is the training data extra",
+     _plant("extra/more.jsonl", '{"query": "a", "positive": "b", "negative": "c"}\n')),
 ]
 
 

@@ -16,14 +16,16 @@ CL = dict(objective="contrastive", batch_size=2, rollouts=1, max_rationale_token
 
 
 def _count_generate_calls(trainer, monkeypatch):
+    """Count the texts the memo's writer (the base weights) decodes."""
     calls = []
-    real = trainer.generator.generate_and_pool
+    generator = trainer.memo.sampler.representer.generator
+    real = generator.generate_and_pool
 
     def counting(prompts, settings, representer, progress=None):
         calls.append(len(prompts))
         return real(prompts, settings, representer, progress)
 
-    monkeypatch.setattr(trainer.generator, "generate_and_pool", counting)
+    monkeypatch.setattr(generator, "generate_and_pool", counting)
     return calls
 
 

@@ -1,5 +1,6 @@
 """Rewards against hand-computed numbers (2-D unit vectors; cosines are easy to do by hand)."""
 
+import pytest
 import torch
 from torch.testing import assert_close
 
@@ -148,3 +149,31 @@ def test_per_rollout_hard_term_skips_rows_with_the_same_query():
     # row 0 against other queries: only q_2 = e2 (sim(e2, u) = 0.8), not q_1 = e1 (same query)
     assert_close(R.hard_negative_reward_per_rollout(q, pos, same)[0], t([-0.8]))
     assert_close(R.hard_negative_reward_per_rollout(q, pos)[0], t([-(0.6 + 0.8) / 2]))
+
+
+def test_grounding_reward_scores_what_each_rollout_says():
+    from grace_rag.trainer.rewards import grounding_reward
+
+    docs = ["the cat sleeps on the mat", "interest rates rose at the bank", "a river flooded the valley"]
+    rollouts = ["cat mat sleep", "zzz qqq", "bank rates", "the valley", "river flood", "cat mat"]
+    r = grounding_reward(rollouts, docs, k=2)
+    assert r.shape == (3, 2)
+    assert r.tolist() == [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]  # "the valley" finds doc 2, "cat mat" doc 0
+    assert r[0, 0] != r[0, 1]  # unlike the paper's negative terms, it varies inside a group
+
+
+def test_grounding_weight_enters_the_total_before_the_length_penalty():
+    from grace_rag.trainer.rewards import supervised_rewards
+
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
+    pos = torch.nn.functional.normalize(torch.randn(2, 3, 4), dim=-1)
+    neg = torch.nn.functional.normalize(torch.randn(2, 1, 4), dim=-1)
+    finished = torch.tensor([[True, True, False], [True, True, True]])
+    grounding = torch.tensor([[1.0, 0.0, 1.0], [0.5, 0.0, 0.0]])
+    kw = dict(variant="paper", lambda_consistency=0.2, lambda_hard=0.2, tau=0.1, length_penalty=-1.0)
+    plain = supervised_rewards(q, pos, neg, finished, **kw)
+    grounded = supervised_rewards(q, pos, neg, finished, grounding=grounding, lambda_grounding=0.5, **kw)
+    expected = torch.where(finished, plain.total + 0.5 * grounding / 0.1, torch.full_like(plain.total, -1.0))
+    assert torch.allclose(grounded.total, expected)
+    assert grounded.means()["grounding"] == pytest.approx(float(grounding.mean()))

@@ -71,9 +71,9 @@ def test_output_directory_loads_as_an_encoder(tmp_path, triplet_file, model_dir)
 
 def test_malformed_data_is_refused_before_any_model_loads(tmp_path, monkeypatch):
     bad = tmp_path / "t.jsonl"
-    bad.write_text('{"query": "q", "positive": "p", "negative": "n"}\n{"query": "q", "positive": "p"}\n')
+    bad.write_text('{"query": "q", "positive": "p", "negative": "n"}\n{"query": "q", "negative": "p"}\n')
     monkeypatch.setattr(run_mod, "GraceTrainer", None)  # would fail loudly if reached
-    with pytest.raises(DataError, match=r"t.jsonl:2: missing field 'negative'"):
+    with pytest.raises(DataError, match=r"t.jsonl:2: missing field 'positive'"):
         train(TrainConfig(**TINY, output_dir=str(tmp_path / "o")), bad)
     with pytest.raises(DataError, match="batch_size is 8"):
         train(TrainConfig(**{**TINY, "batch_size": 8}, output_dir=str(tmp_path / "o")), _one_line(tmp_path))

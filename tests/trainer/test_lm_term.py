@@ -1,0 +1,92 @@
+"""Generation-preserving InfoNCE: the memo is written by the base weights, the LM term keeps the model writing."""
+
+import pytest
+import torch
+
+from grace_rag.config import Role
+from grace_rag.errors import ConfigError
+from grace_rag.generation import GenerationSettings
+from grace_rag.testing import tiny_backbone
+from grace_rag.trainer.config import TrainConfig
+from grace_rag.trainer.loop import GraceTrainer
+from grace_rag.trainer.rollout import memo_rollout
+
+CL = dict(objective="contrastive", batch_size=3, rollouts=1, max_rationale_tokens=4, query_rationale_tokens=0,
+          max_input_tokens=16, learning_rate=5e-2, lora=True, track_kl=False)
+
+
+def _base_rationale_ids(trainer, texts, tokens):
+    """Greedy rationale token ids of ``texts`` under the initial weights (adapter off)."""
+    prompts = [trainer.builders[Role.DOCUMENT].build(t) for t in texts]
+    trainer.generator.forget_prefixes()  # its prefix cache holds the adapter's keys and values
+    with trainer.policy.disable_adapter(), torch.no_grad():
+        rationales = trainer.generator.generate(prompts, GenerationSettings(max_new_tokens=tokens))
+    trainer.generator.forget_prefixes()  # its prefix cache saw the base weights
+    return [r.token_ids for r in rationales]
+
+
+def test_lm_term_is_zero_while_the_adapter_equals_the_base(triplets):
+    trainer = GraceTrainer(TrainConfig(**CL, lm_weight=1.0), tiny_backbone(seed=4))
+    metrics = trainer.step(triplets[:3], 0)  # LoRA starts as the identity: policy == writer
+    assert metrics["lm_term"] == pytest.approx(0.0, abs=1e-5)
+    later = trainer.step(triplets[:3], 1)  # the same texts after one update: the policy has moved
+    assert abs(later["lm_term"]) > 1e-6
+
+
+def test_memo_rationales_are_the_base_models_even_after_the_adapter_moved(triplets):
+    trainer = GraceTrainer(TrainConfig(**CL), tiny_backbone(seed=4))
+    for step in range(3):
+        trainer.step(triplets[:3], step)
+    fresh = triplets[3:]  # first seen now, after three updates
+    ro = memo_rollout(trainer.memo, trainer.builders[Role.QUERY].build, trainer.builders[Role.DOCUMENT].build,
+                      fresh, 0, 4, 1)
+    assert ro.group.token_ids == _base_rationale_ids(trainer, [t.positive for t in fresh], 4)
+    assert all(r.logprobs is not None and len(r.logprobs) == len(r.token_ids) for r in ro.group.rationales)
+
+
+def test_a_strong_lm_term_keeps_the_greedy_rationales_closer_to_the_base(triplets):
+    def drift(lm_weight):
+        trainer = GraceTrainer(TrainConfig(**CL, lm_weight=lm_weight), tiny_backbone(seed=4))
+        for step in range(8):
+            trainer.step(triplets[(step % 2) * 3:(step % 2) * 3 + 3], step)
+        prompts = [trainer.builders[Role.DOCUMENT].build(t.positive) for t in triplets]
+        trainer.policy.eval()
+        with torch.no_grad():
+            now = [r.token_ids for r in trainer.generator.generate(prompts, GenerationSettings(max_new_tokens=4))]
+        base = _base_rationale_ids(trainer, [t.positive for t in triplets], 4)
+        return sum(a != b for x, y in zip(now, base) for a, b in zip(x, y))
+
+    assert drift(20.0) < drift(0.0)
+
+
+@pytest.mark.bad_input
+def test_lm_weight_with_a_policy_objective_is_refused():
+    with pytest.raises(ConfigError, match="lm_weight applies to the contrastive objective"):
+        TrainConfig(objective="grace", lm_weight=1.0)
+    with pytest.raises(ConfigError, match="lm_weight must be >= 0"):
+        TrainConfig(objective="contrastive", lm_weight=-1.0)
+
+
+def test_flat_negatives_equal_to_a_rows_own_positive_are_not_pushed_away(triplets):
+    from grace_rag.trainer.data import Triplet
+
+    trainer = GraceTrainer(TrainConfig(**CL), tiny_backbone(seed=4))
+    a, b = triplets[0], triplets[1]
+    batch = [Triplet(a.query, a.positive, ()), Triplet(b.query, b.positive, (a.positive,)),
+             Triplet(triplets[2].query, triplets[2].positive, ())]
+    captured = {}
+    import grace_rag.trainer.loop as loop
+
+    real = loop.info_nce
+
+    def spy(q, pos, neg, tau, same=None, blocked=None):
+        captured["neg"], captured["blocked"] = neg, blocked
+        return real(q, pos, neg, tau, same, blocked)
+
+    loop.info_nce = spy
+    try:
+        trainer.step(batch, 0)
+    finally:
+        loop.info_nce = real
+    assert captured["neg"].shape[0] == 1  # one negative in all: rows 0 and 2 have none
+    assert captured["blocked"].tolist() == [[True], [False], [False]]  # it is row 0's own positive
