@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from grace_rag.config import EncoderConfig
 from grace_rag.config import Role
 from grace_rag.errors import ConfigError
 from grace_rag.generation import GenerationSettings
@@ -11,8 +12,9 @@ from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.loop import GraceTrainer
 from grace_rag.trainer.rollout import memo_rollout
 
-CL = dict(objective="contrastive", batch_size=3, rollouts=1, max_rationale_tokens=4, query_rationale_tokens=0,
-          max_input_tokens=16, learning_rate=5e-2, lora=True, track_kl=False)
+CL = dict(objective="contrastive", batch_size=3, rollouts=1,
+          encoder=EncoderConfig(max_rationale_tokens=4, query_rationale_tokens=0, max_input_tokens=16),
+          learning_rate=5e-2, lora=True, track_kl=False)
 
 
 def _base_rationale_ids(trainer, texts, tokens):
