@@ -104,7 +104,8 @@ class Recorder:
 
 
 def run_one(model: str, label: str, name: str, settings: dict, args: argparse.Namespace) -> dict:
-    from grace_rag.evaluation import EvalRequest, GraceSettings, run_eval
+    from grace_rag.config import EncoderConfig
+    from grace_rag.evaluation import EvalRequest, run_eval
     from grace_rag.evaluation.runner import prepare_dataset
     from grace_rag.indexes.fusion import FusionConfig
 
@@ -116,7 +117,7 @@ def run_one(model: str, label: str, name: str, settings: dict, args: argparse.Na
         dataset=STS if is_sts else RETRIEVAL_SETS[name], models=[model], split="dev",
         subset=args.sts_pairs if is_sts else args.queries,
         corpus_size=None if is_sts else args.corpus, seed=args.seed,
-        grace=GraceSettings(cache=False, extra=settings),
+        grace=EncoderConfig(cache=False, **settings),
         fusion=FusionConfig.from_options(args.fusion, args.alpha) if (args.fusion or args.alpha is not None) else None,
         rationale_metrics=not args.no_rationale_metrics,
     )
