@@ -22,7 +22,8 @@ from grace_rag.config import EncoderConfig
 from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.data import load_triplets
 from grace_rag.trainer.loop import GraceTrainer
-from grace_rag.trainer.run import batch_for_step, training_backbone
+from grace_rag.trainer.mix import batch_for_step
+from grace_rag.trainer.run import training_backbone
 
 TRIPLETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact" / "train_triplets.jsonl"
 

@@ -23,7 +23,7 @@ from grace_rag.trainer.config import TrainConfig, train_encoder
 from grace_rag.trainer.data import load_triplets
 from grace_rag.trainer.estimators import group_mean_advantage
 from grace_rag.trainer.loop import GraceTrainer
-from grace_rag.trainer.run import batch_for_step
+from grace_rag.trainer.mix import batch_for_step
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 

@@ -102,6 +102,14 @@ class HFGenerator(FusedGenerator):
     @torch.inference_mode()
     def _run_batch(self, prompts: list[PromptIds], settings: GenerationSettings, representer: Representer | None,
                    rng: torch.Generator | None) -> tuple[list[Rationale], Tensor | None]:
+        # in the model's own number format: under an autocast (a trainer's mixed precision) the rotary keys
+        # come out float32 and the values bfloat16, which one preallocated KV cache cannot hold
+        with torch.autocast(self.model.device.type, enabled=False):
+            return self._run_batch_as_is(prompts, settings, representer, rng)
+
+    def _run_batch_as_is(self, prompts: list[PromptIds], settings: GenerationSettings,
+                         representer: Representer | None, rng: torch.Generator | None
+                         ) -> tuple[list[Rationale], Tensor | None]:
         device = self.model.device
         prefix = self._prefix(prompts)
         shared = prefix.length if prefix is not None else 0

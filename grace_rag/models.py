@@ -115,32 +115,58 @@ def write_encoder_settings(directory: Path, settings: dict[str, Any], **extra: A
     return path
 
 
-def weights_id(directory: Path) -> str:
-    """Content hash of a model directory's weight files (memoised under GRACE_RAG_HOME, never in the model's folder)."""
-    memo = _weights_memo(directory)
-    files = sorted(p for p in directory.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
-    stamp = json.dumps([[str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
-    if memo.is_file():
-        saved_stamp, _, saved_id = memo.read_text().partition("\n")
-        if saved_stamp == stamp:
-            return saved_id.strip()
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(str(p.relative_to(directory)).encode())
-        digest.update(file_digest(p).encode())
-    result = digest.hexdigest()[:32]
+def _stat_stamp(path: Path) -> str:
+    """What identifies a file's contents without reading them: size and mtime, which a copy can keep,
+    plus inode, device and ctime, which no write, replacement or rename leaves as they were."""
+    st = path.stat()
+    return json.dumps([st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns])
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's contents, computed once per file and memoised (under GRACE_RAG_HOME, never
+    beside the file) on its :func:`_stat_stamp`: a file replaced by other bytes of the same size and
+    mtime is hashed again, since its inode or ctime changed."""
+    path = Path(path)
+    memo = _weights_memo(path)
+    stamp = _stat_stamp(path)
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(f"{stamp}\n{result}\n")
-    except OSError:
+        saved_stamp, _, saved = memo.read_text().partition("\n")
+        if saved_stamp == stamp and saved.strip():
+            return saved.strip()
+    except (OSError, UnicodeDecodeError):
         pass
+    result = file_digest(path)
+    if _stat_stamp(path) == stamp:  # unchanged while it was read: the digest belongs to this stamp
+        _write_memo(memo, f"{stamp}\n{result}\n")
     return result
 
 
-def _weights_memo(directory: Path) -> Path:
-    """Where the weights id of ``directory`` is memoised: our own cache, keyed by the folder's real path
+def _write_memo(memo: Path, text: str) -> None:
+    """Write a memo atomically (a reader never sees half of one); a cache that cannot be written is skipped."""
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{memo.name}.", dir=memo.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+
+
+def weights_id(directory: Path) -> str:
+    """Content hash of a model directory's weight files (each file's SHA-256, memoised by :func:`content_digest`)."""
+    files = sorted(p for p in directory.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(directory)).encode())
+        digest.update(content_digest(p).encode())
+    return digest.hexdigest()[:32]
+
+
+def _weights_memo(path: Path) -> Path:
+    """Where the digest of the file at ``path`` is memoised: our own cache, keyed by the file's real path
     (a model folder may belong to someone else or be shared; grace-rag never writes into it)."""
-    key = hashlib.sha256(str(Path(directory).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    key = hashlib.sha256(str(Path(path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return grace_home() / "weights-ids" / f"{key}.txt"
 
 
@@ -169,11 +195,10 @@ def builtin_path(alias: str) -> Path:
 
 def convert_gguf(gguf: Path) -> Path:
     """Dequantise ``gguf`` once into a safetensors model directory under GRACE_RAG_HOME/models."""
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = grace_home() / "models" / f"{gguf.stem}-{key}"
+    target = grace_home() / "models" / f"{gguf.stem}-{content_digest(gguf)[:16]}"  # other bytes, other folder
     if (target / "config.json").is_file():
         return target
+    _remove_legacy_conversion(gguf, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_conversions(target.parent)
     logger.info("dequantising %s once into %s (about 20 s)", gguf.name, target)
@@ -194,6 +219,17 @@ def convert_gguf(gguf: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _remove_legacy_conversion(gguf: Path, folder: Path) -> None:
+    """Delete the conversion of ``gguf`` that grace-rag 0.1 keyed on its path, size and mtime (which
+    let a file swapped for other bytes keep an old conversion); it is converted again under its content."""
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    legacy = folder / f"{gguf.stem}-{key}"
+    if legacy.is_dir():
+        logger.info("removing %s, a conversion of %s under its old key", legacy, gguf.name)
+        shutil.rmtree(legacy, ignore_errors=True)
 
 
 def _read_gguf(gguf: Path) -> tuple[Any, Any]:

@@ -32,7 +32,7 @@ from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, atomic_write_bytes, write_manifest
 from grace_rag.indexes.records import Chunk, EncoderInfo, Hit, check_chunks, check_fingerprint
 from grace_rag.indexes.repair import (
-    check_is_index, load_manifest, read_faiss, recorded_encoder, remove_unborn_store, store_meta,
+    catch_up, check_is_index, load_manifest, read_faiss, recorded_encoder, remove_unborn_store, store_meta,
 )
 from grace_rag.indexes.search import choose_mode, dense_ranking, to_hits
 from grace_rag.indexes.projected import PROJECTED_MIN, fill_hnsw_projected, hnsw_of
@@ -41,6 +41,10 @@ from grace_rag.indexes.store import ChunkStore
 from grace_rag.textio import check_text
 
 logger = logging.getLogger(__name__)
+
+
+class IndexExistsError(GraceIndexError):
+    """``create`` found an index already there (possibly made by another process a moment ago)."""
 
 
 class GraceIndex:
@@ -66,22 +70,24 @@ class GraceIndex:
     # -- opening ----------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, encoder: EncoderInfo, factory: str = AUTO,
-               search: SearchParams | None = None, *, wait: float = 0.0) -> "GraceIndex":
+               search: SearchParams | None = None, *, wait: float = 0.0, lock: WriteLock | None = None) -> "GraceIndex":
         """A new, empty index directory (an error if one is already there, or if the folder holds other files).
 
-        The new index holds the write lock (see :meth:`lock`) until it is closed.
+        The new index holds the write lock (see :meth:`lock`; ``lock`` when the caller took it first)
+        until it is closed.
         """
         path = Path(path)
         if (path / MANIFEST_FILE).exists() or (path / STORE_FILE).exists():
-            raise GraceIndexError(f"an index already exists at {path}; open it instead")
+            raise IndexExistsError(f"an index already exists at {path}; open it (GraceIndex.open) instead of creating it")
         check_index_path(path)
         build_index(resolve_factory(factory, 0), encoder.dimension)  # validate before writing anything
         path.mkdir(parents=True, exist_ok=True)
-        lock = WriteLock(path)
+        lock = lock or WriteLock(path)
         lock.acquire(wait)
         try:
             if (path / STORE_FILE).exists():  # another process created it meanwhile
-                raise GraceIndexError(f"an index already exists at {path}; open it instead")
+                raise IndexExistsError(f"another process created an index at {path} a moment ago; open it "
+                                       "(GraceIndex.open) instead of creating it")
             store = ChunkStore(path / STORE_FILE, encoder.dimension, create=True)
             search = search or SearchParams()
             store.set_meta(store_meta(encoder, factory, search))
@@ -92,16 +98,17 @@ class GraceIndex:
             raise
 
     @classmethod
-    def open(cls, path: Path, encoder: Any = None) -> "GraceIndex":
+    def open(cls, path: Path, encoder: Any = None, *, lock: WriteLock | None = None) -> "GraceIndex":
         """Load an index, repairing what can be rebuilt from chunks.sqlite; with ``encoder``, refuse one
-        built by a different model."""
+        built by a different model. ``lock``: the directory's write lock, when the caller took it first
+        (a writer that must not wait for a large index to load before learning that another one runs)."""
         path = Path(path)
-        check_is_index(path)
+        check_is_index(path, lock)
         store = ChunkStore(path / STORE_FILE, 0)
         try:
             recorded = recorded_encoder(store)
             store.dimension = recorded.dimension
-            lock = WriteLock(path)
+            lock = lock or WriteLock(path)
             manifest = load_manifest(path, store, recorded, lock)
             if encoder is not None:
                 check_fingerprint(manifest.encoder, encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder), path)
@@ -118,7 +125,10 @@ class GraceIndex:
         info = encoder if isinstance(encoder, EncoderInfo) else EncoderInfo.of(encoder)
         index = cls.open_existing(path)
         if index is None:
-            return cls.create(path, info, factory or AUTO)
+            try:
+                return cls.create(path, info, factory or AUTO)
+            except IndexExistsError:  # another process created it meanwhile
+                index = cls.open(path)
         try:
             check_fingerprint(index.manifest.encoder, info, index.path)
             index.set_factory(factory)
@@ -128,17 +138,17 @@ class GraceIndex:
         return index
 
     @classmethod
-    def open_existing(cls, path: Path) -> "GraceIndex | None":
+    def open_existing(cls, path: Path, *, lock: WriteLock | None = None) -> "GraceIndex | None":
         """Open the index at ``path`` without an encoder check; None when there is none yet.
 
         A chunk store left empty by a run killed while creating it is removed (there is nothing in
         it), under the write lock so that a run creating it right now is never disturbed.
         """
         path = Path(path)
-        remove_unborn_store(path)
+        remove_unborn_store(path, lock)
         if not (path / STORE_FILE).exists() and not (path / MANIFEST_FILE).exists():
             return None
-        return cls.open(path)
+        return cls.open(path, lock=lock)
 
     def lock(self, wait: float = 0.0) -> None:
         """Take the directory's write lock (done by every change; held until :meth:`close`).
@@ -364,19 +374,32 @@ class GraceIndex:
 
     def _load_faiss(self) -> None:
         index, problem = read_faiss(self.path, self.manifest, self.store)
+        if index is None and catch_up(self.path, self.manifest):  # a writer saved after the manifest was read
+            index, problem = read_faiss(self.path, self.manifest, self.store)
         if index is None:
-            level = logging.INFO if self.manifest.recreated else logging.WARNING  # already said with the manifest
-            logger.log(level, "%s is %s; rebuilding it from %s", self.path / INDEX_FILE, problem, STORE_FILE)
-            return self._rebuild_and_save()
+            return self._rebuild_and_save(problem)
         self._measure_nprobe(index)  # a manifest recreated from chunks.sqlite lost it (saved on next save)
         apply_search_params(index, self.manifest.search)
         self._index = index
 
-    def _rebuild_and_save(self) -> None:
+    def _rebuild_and_save(self, problem: str) -> None:
+        """index.faiss cannot be used as it is: search a copy rebuilt from the store, and write it back
+        unless another process is writing (then the files are in flux, not damaged: it saves them itself)."""
         self._stale = True
         with repairing(self._lock) as may_write:
-            if not may_write:  # another process is writing and will save: rebuild in memory on first search
+            if may_write and catch_up(self.path, self.manifest):  # a writer finished since: its files may do
+                index, problem = read_faiss(self.path, self.manifest, self.store)
+                if index is not None:
+                    apply_search_params(index, self.manifest.search)
+                    self._index, self._stale = index, False
+                    return
+            if not may_write:  # rebuilt in memory on first search
+                logger.info("%s is %s while another process writes to %s; searching a copy rebuilt from %s",
+                            self.path / INDEX_FILE, problem, self.path, STORE_FILE)
                 return
+            level = logging.INFO if self.manifest.recreated else logging.WARNING  # already said with the manifest
+            logger.log(level, "%s is %s%s; rebuilding it from %s", self.path / INDEX_FILE, problem,
+                       " (an interrupted run)" if problem.startswith("older") else "", STORE_FILE)
             try:
                 self.save()
             except OSError as exc:  # a read-only directory still gets a usable in-memory index

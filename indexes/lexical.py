@@ -160,5 +160,5 @@ def check_revision(saved: int, current: int) -> None:
     if saved < 0:
         raise LexicalDamage("absent (index written before hybrid search)")
     if saved != current:
-        raise LexicalDamage("older than chunks.sqlite (interrupted run)")
+        raise LexicalDamage("older than chunks.sqlite")
 

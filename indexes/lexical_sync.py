@@ -17,6 +17,7 @@ from grace_rag.indexes.files import MANIFEST_FILE
 from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalDamage, LexicalIndex, check_revision
 from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, read_manifest, write_manifest
+from grace_rag.indexes.repair import catch_up
 from grace_rag.indexes.store import ChunkStore
 
 logger = logging.getLogger(__name__)
@@ -48,16 +49,19 @@ class LexicalSide:
             return self._index
         if self._index is None and not self._changed:
             try:
-                check_revision(self.manifest.lexical_revision, revision)
-                self._index = LexicalIndex.load(self.path, self.manifest.lexical_digest, revision, self.store.count())
+                self._index = self._load(revision)
                 return self._index
             except LexicalDamage as damage:
-                level = logging.INFO if self.manifest.recreated else logging.WARNING  # said with the manifest
-                logger.log(level, "lexical index of %s is %s; building it from chunks.sqlite", self.path, damage)
-                self._index = self._rebuild(revision)
-                if repair and self.manifest.faiss_revision == revision:
-                    self._repair_on_disk(self._index)
-                return self._index
+                found = damage
+            if catch_up(self.path, self.manifest):  # a writer saved after the manifest was read
+                try:
+                    self._index = self._load(revision)
+                    return self._index
+                except LexicalDamage as damage:
+                    found = damage
+            self._index = self._rebuild(revision)
+            self._report(found, repair and self.manifest.faiss_revision == revision)
+            return self._index
         self._index = self._rebuild(revision)
         return self._index
 
@@ -71,24 +75,42 @@ class LexicalSide:
         self.manifest.lexical_digest = index.save(self.path)
         self.manifest.lexical_revision = index.revision
 
+    def _load(self, revision: int) -> LexicalIndex:
+        """lexical/ as saved, if it reflects ``revision`` of the store (else LexicalDamage)."""
+        check_revision(self.manifest.lexical_revision, revision)
+        return LexicalIndex.load(self.path, self.manifest.lexical_digest, revision, self.store.count())
+
     def _rebuild(self, revision: int) -> LexicalIndex:
         fids, texts = self.store.texts()
         logger.info("building the lexical index of %s from %d chunks", self.path, len(texts))
         return LexicalIndex.build(fids, texts, revision)
 
-    def _repair_on_disk(self, index: LexicalIndex) -> None:
-        """Write lexical/ and only the lexical fields of manifest.json (another process may own the rest)."""
+    def _report(self, damage: LexicalDamage, repair: bool) -> None:
+        """Say what was found (a warning, unless another process is writing: then the files are in flux),
+        and with ``repair`` rewrite lexical/ while no other process writes."""
         with repairing(self.lock) as may_write:
-            if not may_write:  # another process is writing: it rewrites lexical/ itself; search from memory
+            # another process is writing (it rewrites lexical/ itself), or finished since: search from memory
+            if not may_write or catch_up(self.path, self.manifest):
+                logger.info("lexical index of %s is %s while another process writes to it; searching a copy "
+                            "built from chunks.sqlite", self.path, damage)
                 return
-            try:
-                digest = index.save(self.path)
-                on_disk = read_manifest(self.path / MANIFEST_FILE)
-                on_disk.lexical_revision, on_disk.lexical_digest = index.revision, digest
-                write_manifest(self.path / MANIFEST_FILE, on_disk)
-            except (OSError, GraceIndexError) as exc:  # a read-only directory still searches from memory
-                logger.warning("cannot write the rebuilt lexical index to %s (%s)", self.path, exc)
-                return
+            level = logging.INFO if self.manifest.recreated else logging.WARNING  # said with the manifest
+            stale = " (an interrupted run)" if str(damage).startswith("older") else ""
+            logger.log(level, "lexical index of %s is %s%s; building it from chunks.sqlite", self.path, damage, stale)
+            if repair:
+                self._repair_on_disk(self._index)
+
+    def _repair_on_disk(self, index: LexicalIndex) -> None:
+        """Write lexical/ and only the lexical fields of manifest.json (another process may own the rest);
+        called while this process may write."""
+        try:
+            digest = index.save(self.path)
+            on_disk = read_manifest(self.path / MANIFEST_FILE)
+            on_disk.lexical_revision, on_disk.lexical_digest = index.revision, digest
+            write_manifest(self.path / MANIFEST_FILE, on_disk)
+        except (OSError, GraceIndexError) as exc:  # a read-only directory still searches from memory
+            logger.warning("cannot write the rebuilt lexical index to %s (%s)", self.path, exc)
+            return
         self.manifest.lexical_revision, self.manifest.lexical_digest = index.revision, digest
 
     def loaded_documents(self) -> int | None:

@@ -81,6 +81,25 @@ def load_manifest(path: Path, store: ChunkStore, encoder: EncoderInfo, lock: Wri
     return manifest
 
 
+DERIVED_FIELDS = ("factory", "search", "faiss_revision", "faiss_bytes", "faiss_digest", "lexical_revision",
+                  "lexical_digest", "counts")
+
+
+def catch_up(path: Path, manifest: Manifest) -> bool:
+    """Refresh ``manifest``'s record of the derived files from manifest.json on disk, in place; True when
+    it changed (a writer saved after this process read it, so what looked stale may be current now)."""
+    try:
+        on_disk = read_manifest(path / MANIFEST_FILE)
+    except GraceIndexError:
+        return False
+    if on_disk.encoder != manifest.encoder or manifest.recreated:
+        return False
+    changed = [name for name in DERIVED_FIELDS if getattr(on_disk, name) != getattr(manifest, name)]
+    for name in changed:
+        setattr(manifest, name, getattr(on_disk, name))
+    return bool(changed)
+
+
 def check_belongs(manifest: Manifest, encoder: EncoderInfo, path: Path) -> None:
     """The manifest must describe the encoder the store records; else name what differs and the safe fix."""
     mine, theirs = manifest.encoder.to_dict(), encoder.to_dict()
@@ -107,7 +126,7 @@ def read_faiss(path: Path, manifest: Manifest, store: ChunkStore) -> tuple[faiss
     if not file.exists():
         return None, "missing"
     if manifest.faiss_revision != store.revision:
-        return None, f"older than {STORE_FILE} (an interrupted run)"
+        return None, f"older than {STORE_FILE}"
     size = file.stat().st_size
     if size != manifest.faiss_bytes:
         return None, f"damaged ({size} bytes, {MANIFEST_FILE} records {manifest.faiss_bytes})"
@@ -122,30 +141,28 @@ def read_faiss(path: Path, manifest: Manifest, store: ChunkStore) -> tuple[faiss
     return index, ""
 
 
-def settled_state(path: Path) -> str:
+def settled_state(path: Path, lock: WriteLock | None = None) -> str:
     """``store_state`` of the index folder's store, after rolling back a transaction that a killed
-    process left half done (under the write lock; while another process holds it, that process is
-    alive and mid-write, and the state stays "interrupted")."""
+    process left half done (under the write lock, ``lock`` when this process holds it already; while
+    another process holds it, that process is alive and mid-write, and the state stays "interrupted")."""
     state = store_state(path / STORE_FILE)
     if state != "interrupted":
         return state
-    lock = WriteLock(path)
-    if not lock.try_acquire():
-        return state
-    try:
-        roll_back_interrupted(path / STORE_FILE)
-    except sqlite3.DatabaseError:
-        return "foreign"
-    finally:
-        lock.release()
+    with repairing(lock or WriteLock(path)) as may_write:
+        if not may_write:
+            return state
+        try:
+            roll_back_interrupted(path / STORE_FILE)
+        except sqlite3.DatabaseError:
+            return "foreign"
     return store_state(path / STORE_FILE)
 
 
-def check_is_index(path: Path) -> None:
+def check_is_index(path: Path, lock: WriteLock | None = None) -> None:
     """GraceIndexError unless ``path`` holds an index: a missing folder, a folder of other files, a lost store."""
     if not path.is_dir():
         raise GraceIndexError(f"no index at {shown(path)}; build one with `grace-rag index PATH --index {shown(path)}`")
-    state = settled_state(path)
+    state = settled_state(path, lock)
     if state == "missing" and (path / MANIFEST_FILE).exists():
         ChunkStore(path / STORE_FILE, 0)  # raises: the source of truth is gone, and says how to recover
     if state in ("missing", "unborn") and not (path / MANIFEST_FILE).exists():
@@ -154,15 +171,18 @@ def check_is_index(path: Path) -> None:
                               "`grace-rag index PATH --index NEW_FOLDER`")
 
 
-def remove_unborn_store(path: Path) -> None:
+def remove_unborn_store(path: Path, lock: WriteLock | None = None) -> None:
     """Delete a chunk store left empty by a run killed while creating it (there is nothing in it),
-    under the write lock, so that a run creating it right now is never disturbed."""
-    if settled_state(path) != "unborn" or (path / MANIFEST_FILE).exists():
+    under the write lock (``lock`` when this process holds it already), so that a run creating it
+    right now is never disturbed."""
+    if settled_state(path, lock) != "unborn" or (path / MANIFEST_FILE).exists():
         return
-    lock = WriteLock(path)
+    lock = lock or WriteLock(path)
+    held = lock.held
     lock.acquire()
     try:
         if store_state(path / STORE_FILE) == "unborn" and not (path / MANIFEST_FILE).exists():
             (path / STORE_FILE).unlink()
     finally:
-        lock.release()
+        if not held:
+            lock.release()

@@ -16,12 +16,14 @@ from grace_rag.indexes.factory import AUTO_NPROBE, SearchParams
 from grace_rag.indexes.filters import Condition, Filter, Group, Op
 from grace_rag.indexes.filters import parse_where_items
 from grace_rag.indexes.fusion import DEFAULT_MODE, FusionConfig, SearchMode
-from grace_rag.indexes.grace_index import MANIFEST_FILE, GraceIndex
+from grace_rag.indexes.grace_index import LOCK_FILE, MANIFEST_FILE, GraceIndex, IndexExistsError
+from grace_rag.indexes.lock import WriteLock
 from grace_rag.indexes.ingest import Indexer, IngestConfig, IngestProgress, IngestReport, files_to_index
 from grace_rag.indexes.manifest import read_manifest
-from grace_rag.indexes.records import EncoderInfo
+from grace_rag.indexes.records import EncoderInfo, check_fingerprint
 from grace_rag.indexes.files import DEFAULT_INDEX_DIR, check_index_path
 from grace_rag.indexes.retriever import Retriever, load_encoder, load_recorded_encoder, recorded_config
+from grace_rag.textio import shown
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +71,18 @@ def index_folder(request: IndexRequest, progress: IngestProgress | None = None, 
     if not Path(request.path).exists():
         raise GraceIndexError(f"{request.path} does not exist; pass a folder (or file) to index")
     indexer = _indexer_class(request)
-    index = GraceIndex.open_existing(request.index_dir)
-    if index is None:  # nothing is written before the folder, the files and the model are known to be good
-        check_index_path(Path(request.index_dir))
-        files_to_index(Path(request.path).resolve(), request.ingest.extensions)
-        encoder = encoder or load_encoder(request.model, request.settings, request.device)
-        index = GraceIndex.create(request.index_dir, EncoderInfo.of(encoder),
-                                  "auto" if request.factory is None else request.factory,
-                                  SearchParams(nprobe=request.nprobe or AUTO_NPROBE))
+    lock = writer_lock(request.index_dir)
+    try:
+        index = GraceIndex.open_existing(request.index_dir, lock=lock)
+        if index is None:  # nothing is written before the folder, the files and the model are known to be good
+            check_index_path(Path(request.index_dir))
+            files_to_index(Path(request.path).resolve(), request.ingest.extensions)
+            encoder = encoder or load_encoder(request.model, request.settings, request.device)
+            index = _create(request, encoder, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     recorded = index.manifest.encoder
     try:
         index.lock()  # one writer at a time: a second run stops here, before reading or embedding anything
@@ -92,6 +98,36 @@ def index_folder(request: IndexRequest, progress: IngestProgress | None = None, 
         return indexer(index, encoder, request.ingest, progress, load_encoder=loader).run(request.path)
     finally:
         index.close()
+
+
+def writer_lock(index_dir: Path) -> WriteLock | None:
+    """The write lock of an existing index, taken before it is opened (a second writer stops at once,
+    before a large index loads); None where grace-rag never wrote a lock file (no lock file is made in
+    a folder that may turn out not to hold an index: it is taken later, as the index is opened)."""
+    path = Path(index_dir)
+    if not (path / LOCK_FILE).is_file():
+        return None
+    lock = WriteLock(path)
+    lock.acquire()
+    return lock
+
+
+def _create(request: IndexRequest, encoder: Any, lock: WriteLock | None) -> GraceIndex:
+    """A new index for ``encoder``; when another run created it a moment ago, that index (if it is done)."""
+    try:
+        return GraceIndex.create(request.index_dir, EncoderInfo.of(encoder),
+                                 "auto" if request.factory is None else request.factory,
+                                 SearchParams(nprobe=request.nprobe or AUTO_NPROBE), lock=lock)
+    except IndexExistsError:
+        lock = lock or writer_lock(request.index_dir)  # IndexBusyError while that run still writes
+        try:
+            index = GraceIndex.open(request.index_dir, lock=lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        check_fingerprint(index.manifest.encoder, EncoderInfo.of(encoder), index.path)
+        return index
 
 
 def _indexer_class(request: IndexRequest) -> Any:
@@ -121,20 +157,47 @@ def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, w
         return retriever.search(text, k, where, mode=mode, fusion=fusion).to_dict(explain)
 
 
-def delete_sources(index_dir: Path, paths: list[str]) -> dict[str, Any]:
-    """Remove everything indexed from ``paths`` (files or folders); no model is loaded."""
+def delete_sources(index_dir: Path, paths: list[str], allow_all: bool = False) -> dict[str, Any]:
+    """Remove everything indexed from ``paths`` (files or folders); no model is loaded.
+
+    Every path is checked before anything is deleted: an empty path, a path that matches nothing,
+    or paths that together cover every file of the index (unless ``allow_all``) change nothing.
+    """
+    if any(not path.strip() for path in paths):
+        raise GraceIndexError("an empty path names no file or folder; pass the files or folders to remove "
+                              "from the index; nothing was deleted")
     removed: dict[str, int] = {}
-    with open_index(index_dir) as index:
+    lock = writer_lock(index_dir)
+    try:
+        index = GraceIndex.open(Path(index_dir), lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    with index:
         index.lock()
-        for path in paths:
-            found = {source: index.store.sources_under(source) for source in source_forms(path)}
-            if not any(found.values()):
-                example = next(iter(index.store.file_hashes()), None)
-                hint = f" (sources look like {example})" if example else " (the index is empty)"
-                raise GraceIndexError(f"nothing in {index_dir} comes from {path}{hint}; nothing was deleted")
-            removed[path] = sum(index.delete_source(source) for source, hits in found.items() if hits)
+        found = {path: _matches(index, index_dir, path) for path in paths}
+        chosen = {source for sources in found.values() for source in sources}
+        everything = set(index.store.sources())
+        if not allow_all and everything <= chosen:
+            raise GraceIndexError(f"{', '.join(shown(p) for p in paths)} would remove every file of {index_dir} "
+                                  f"({len(everything)} in all); nothing was deleted; to empty the whole index, add --all")
+        done: set[str] = set()
+        for path, sources in found.items():  # a file named by two paths is removed (and counted) once
+            removed[path] = sum(index.delete_source(source) for source in sources if source not in done)
+            done.update(sources)
         index.save()
         return {"removed_chunks": removed, "chunks": len(index), "files": len(index.store.file_hashes())}
+
+
+def _matches(index: GraceIndex, index_dir: Path, path: str) -> list[str]:
+    """The stored sources (files) that ``path`` names, as given or from the current folder; an error when none."""
+    found = sorted({source for form in source_forms(path) for source in index.store.sources_under(form)})
+    if not found:
+        example = next(iter(index.store.file_hashes()), None)
+        hint = f" (sources look like {shown(example)})" if example else " (the index is empty)"
+        raise GraceIndexError(f"nothing in {index_dir} comes from {shown(path)}{hint}; nothing was deleted")
+    return found
 
 
 def index_info(index_dir: Path) -> dict[str, Any]:

@@ -49,20 +49,40 @@ def _vector_blob(vector: np.ndarray) -> bytes:
 
 TABLES = {"meta", "chunks", "files"}
 STORE_VERSION = 1  # meta "store_version"; a store without it is version 1
+#: how long a connection waits for another process's transaction to let go of the file before
+#: giving up (SQLite's busy timeout): a writer commits one batch at a time, so readers wait only
+#: for a commit, but a busy disk can make a commit's fsync take seconds
+BUSY_TIMEOUT_S = 60.0
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether a SQLite error means "another connection holds the file" (not damage)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc)
+
+
+def busy_message(path: Path) -> str:
+    return (f"{path} stayed locked by another process for {BUSY_TIMEOUT_S:g} s (a write being committed); "
+            "nothing is damaged: run this again when that process has finished")
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S,
+                           isolation_level=None)
 
 
 def store_state(path: Path) -> str:
     """What the file at ``path`` is, read without writing: "missing", "unborn" (empty, or created by a
     run killed before it recorded its encoder), "store" (a chunk store), "interrupted" (unreadable
     without writing: a transaction cut short left its rollback journal, or one is being committed
-    right now) or "foreign"."""
+    right now), "busy" (another process kept it locked past the busy timeout) or "foreign"."""
     path = Path(path)
     if not path.exists():
         return "missing"
     if path.stat().st_size == 0:
         return "unborn"
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        with closing(_connect(path, "ro")) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables - TABLES - {"sqlite_sequence"}:
                 return "foreign"
@@ -70,7 +90,9 @@ def store_state(path: Path) -> str:
                 return "unborn"
             born = db.execute("SELECT 1 FROM meta WHERE key = 'encoder'").fetchone() is not None
             empty = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
+        if is_busy(exc):
+            return "busy"
         journal = path.with_name(f"{path.name}-journal")
         return "interrupted" if journal.is_file() and journal.stat().st_size else "foreign"
     return "store" if born or not empty else "unborn"
@@ -78,7 +100,7 @@ def store_state(path: Path) -> str:
 
 def roll_back_interrupted(path: Path) -> None:
     """Let SQLite roll back a transaction cut short by a killed process (opening read-write does it)."""
-    with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True)) as db:
+    with closing(_connect(path, "rw")) as db:
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
 
 
@@ -98,14 +120,13 @@ class ChunkStore:
         if not create and self.path.stat().st_size == 0:
             raise GraceIndexError(self._damaged("it is empty: 0 bytes"))
         try:
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}",
-                                       uri=True, isolation_level=None)
+            self._db = _connect(self.path, "rwc" if create else "rw")
             if create:
                 self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")  # all tables or none, even if killed
             self._check_schema()
             self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
-            raise GraceIndexError(self._damaged(str(exc))) from None
+            raise GraceIndexError(busy_message(self.path) if is_busy(exc) else self._damaged(str(exc))) from None
         if create:
             apply_modes([self.path])
 
@@ -296,11 +317,18 @@ class ChunkStore:
         sql = "SELECT DISTINCT j.key FROM chunks, json_each(chunks.metadata) AS j ORDER BY j.key"
         return [r[0] for r in self._query(sql)]
 
+    def sources(self) -> list[str]:
+        """Every distinct source of a chunk or an indexed file, sorted."""
+        return [r[0] for r in self._query("SELECT source FROM chunks UNION SELECT path FROM files ORDER BY 1")]
+
     def sources_under(self, source: str) -> list[str]:
-        """Sources (of chunks or indexed files) equal to ``source`` or inside it when it is a folder."""
-        prefix = source.rstrip("/") + "/"
-        sql = ("SELECT source FROM chunks WHERE source = ?1 OR substr(source, 1, length(?2)) = ?2 "
-               "UNION SELECT path FROM files WHERE path = ?1 OR substr(path, 1, length(?2)) = ?2 ORDER BY 1")
+        """Sources (of chunks or indexed files) equal to ``source`` or inside it when it is a folder.
+
+        The empty source (chunks added without one) is no folder: it matches only itself.
+        """
+        prefix = source.rstrip("/") + "/" if source else ""
+        sql = ("SELECT source FROM chunks WHERE source = ?1 OR (?2 != '' AND substr(source, 1, length(?2)) = ?2) "
+               "UNION SELECT path FROM files WHERE path = ?1 OR (?2 != '' AND substr(path, 1, length(?2)) = ?2) ORDER BY 1")
         return [r[0] for r in self._query(sql, (source, prefix))]
 
     def get(self, ids: Sequence[str]) -> list[Hit]:
@@ -325,6 +353,8 @@ class ChunkStore:
         try:
             return self._db.execute(sql, params)
         except sqlite3.OperationalError as exc:  # locked, or a query this store cannot run: nothing is damaged
+            if is_busy(exc):
+                raise GraceIndexError(busy_message(self.path)) from None
             raise GraceIndexError(f"cannot read the chunk store {self.path} ({exc})") from None
         except sqlite3.DatabaseError as exc:  # malformed pages, not a database
             raise GraceIndexError(self._damaged(str(exc))) from None

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,41 @@ from grace_rag.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PREFIX = "step-"
+SUMMARY_FILE = "grace_train.json"  # written into every published model: marks a folder as a train output
+
+
+def check_output_dir(out: Path, data: Sequence[Path], overwrite: bool = False) -> None:
+    """ConfigError unless publishing a model at ``out`` replaces nothing but an earlier model the user
+    agreed to replace: ``out`` may be new, an empty folder, or (with ``overwrite``) the output of an
+    earlier ``grace-rag train``; never a file, a folder of other files, or data (or a folder holding it)."""
+    out = Path(out)
+    target = out.resolve()
+    for path in data:
+        source = Path(path).resolve()
+        if source == target or target in source.parents:
+            raise ConfigError(f"--out {out} is the training data {path}{'' if source == target else ' or holds it'}; "
+                              "pass a new folder for the trained model")
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; pass a new folder for the trained model")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not (out / SUMMARY_FILE).is_file():
+        listed = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise ConfigError(f"--out {out} holds other files ({listed}) and is not the output of grace-rag train; "
+                          "pass a new or empty folder for the trained model")
+    if not overwrite:
+        raise ConfigError(f"--out {out} holds a model from an earlier grace-rag train run; pass --overwrite to "
+                          "replace it with the new one, or another --out to keep it")
+
+
+def _umask_mode(directory: bool) -> int:
+    """The mode a new file (or folder) gets under the process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 def publish_dir(target: Path, write: Callable[[Path], None]) -> Path:
@@ -39,6 +74,7 @@ def publish_dir(target: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write(tmp)
+        os.chmod(tmp, _umask_mode(directory=True))  # mkdtemp makes 0700; a model folder follows the umask
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}"

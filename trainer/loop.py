@@ -55,6 +55,19 @@ def _apply_lora(model: Any, config: TrainConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def _frozen_copy(model: Any) -> Any:
+    """A frozen copy of ``model`` that writes rationales as inference would on this device: bf16 linear
+    layers where the CPU multiplies bf16 natively (``quantization="auto"``), else as it is."""
+    import copy
+
+    from grace_rag.acceleration import convert, resolve_quantization
+    from grace_rag.config import Quantization
+
+    quantization = resolve_quantization(Quantization.AUTO, model.device.type)
+    frozen = convert(model, quantization) if quantization is not Quantization.NONE else copy.deepcopy(model)
+    return frozen.eval().requires_grad_(False)
+
+
 def training_encoder_config(config: TrainConfig, model_settings: dict[str, Any]) -> EncoderConfig:
     """The encoder this run trains (and publishes): the run's settings, the model's for the rest."""
     return config.encoder.with_changes(cache=False).resolve(model_settings)
@@ -75,6 +88,8 @@ class GraceTrainer:
         # fp32 master weights on every device (bf16 weights would swallow most small AdamW updates);
         # accelerate's mixed precision autocasts the compute
         model = backbone.model.float()
+        memo = config.objective == Objective.CONTRASTIVE and config.mode == Mode.SUPERVISED
+        writer = _frozen_copy(model) if memo else None  # before LoRA layers are injected into ``model``
         model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -90,16 +105,14 @@ class GraceTrainer:
         self.pad_id = self.representer.pad_id
         self.sampler = Sampler(self.representer, self.encoder_config.max_rationale_tokens)
         self.total_steps = 1
-        memo = config.objective == Objective.CONTRASTIVE and config.mode == Mode.SUPERVISED
-        track = config.track_kl or config.kl_coef > 0 or memo
+        track = config.track_kl or config.kl_coef > 0
         self.reference = ReferencePolicy(self.policy, config.lora) if track else None
-        self.memo = RationaleMemo(self._writer(tok), self.reference.context) if memo else RationaleMemo(self.sampler)
+        self.memo = RationaleMemo(self._writer(writer, tok) if writer is not None else self.sampler)
         self.spec_rl = ESTIMATORS[config.estimator]
         self._version = 0
 
-    def _writer(self, tokenizer: Any) -> Sampler:
-        """A sampler on the initial weights (used inside ``reference.context()``), with its own prefix cache."""
-        model = self.reference.model
+    def _writer(self, model: Any, tokenizer: Any) -> Sampler:
+        """The memo's writer: a frozen copy of the initial weights, with its own generator."""
         generator = HFGenerator(model, tokenizer, batch_size=max(1, self.config.batch_size))
         return Sampler(Representer(model, tokenizer, self.spec, generator), self.encoder_config.max_rationale_tokens)
 

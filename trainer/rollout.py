@@ -8,10 +8,8 @@ ReMax also decodes one greedy rationale per positive (its reward is the baseline
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -129,17 +127,15 @@ class RationaleMemo:
     """Greedy rationales of training texts, written once per (text, length) by a fixed writer and reused.
 
     The contrastive objective trains the representation of rationales, not the rationales
-    themselves, so they are decoded once. The writer is the *base* model (the untrained weights:
-    the LoRA adapter switched off, or the frozen reference copy): the rationales a text gets do not
-    depend on when it is first drawn, they are what the language-model term keeps the model
+    themselves, so they are decoded once. The writer is the *base* model (a frozen copy of the
+    initial weights): the rationales a text gets do not depend on when it is first drawn, they are what the language-model term keeps the model
     writing, and they are what a frozen writer writes at inference. Each rationale keeps the
     writer's token log-probs (the language-model term is measured against them). The memo is saved
     with each checkpoint (``state()``/``load()``), so a resumed run reuses exactly the same rationales.
     """
 
-    def __init__(self, sampler: Sampler, context: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+    def __init__(self, sampler: Sampler) -> None:
         self.sampler = sampler
-        self.context = context
         self._store: dict[str, Rationale] = {}
 
     @staticmethod
@@ -151,9 +147,8 @@ class RationaleMemo:
         keys = [self.key(t, tokens) for t in texts]
         missing = {k: p for k, p in zip(keys, prompts) if k not in self._store}
         if missing and tokens > 0:
-            with self.context():
-                fresh = self.sampler.sample(list(missing.values()), 0.0, 0, max_new_tokens=tokens,
-                                            logprobs=True).rationales
+            fresh = self.sampler.sample(list(missing.values()), 0.0, 0, max_new_tokens=tokens,
+                                        logprobs=True).rationales
             self._store.update(zip(missing, fresh))
         elif missing:
             self._store.update({k: Rationale(text="", token_ids=[], finished=True, logprobs=[]) for k in missing})

@@ -25,12 +25,12 @@ import torch
 from grace_rag.errors import ConfigError, DataError
 from grace_rag.models import Backbone, read_encoder_settings, write_encoder_settings
 
-from .checkpoint import list_checkpoints, load_checkpoint, publish_dir, save_checkpoint
+from .checkpoint import SUMMARY_FILE, check_output_dir, list_checkpoints, load_checkpoint, publish_dir, save_checkpoint
 from .collectives import all_reduce
 from .config import Mode, TrainConfig, nest_encoder_settings
 from .data import load_supervised, load_texts
 from .loop import GraceTrainer
-from .mix import DataSource, MixSampler, SourceLosses, batch_for_step, check_weights, mine_negatives  # noqa: F401 (batch_for_step re-exported)
+from .mix import DataSource, MixSampler, SourceLosses, batch_for_step, check_weights, mine_negatives  # noqa: F401 (batch_for_step: its old home)
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,14 @@ class _MetricsLog:
 
 
 def train(config: TrainConfig, data_path: str | Path | None = None, *, backbone: Backbone | None = None,
-          evaluator: Evaluator | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Run training as ``config`` says and publish the model to ``config.output_dir``."""
+          evaluator: Evaluator | None = None, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> TrainResult:
+    """Run training as ``config`` says and publish the model to ``config.output_dir`` (an earlier
+    model there is replaced only with ``overwrite``; other files never)."""
     if not config.output_dir:
         raise ConfigError("no output directory; pass --out DIR (or set output_dir in the config file)")
     out = Path(config.output_dir)
+    check_output_dir(out, [Path(source.path) for source in sources(config, data_path)], overwrite)
     work = checkpoint_dir(out)
     existing = list_checkpoints(work)
     if existing and not resume:
@@ -274,7 +277,7 @@ def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: 
         summary = {"config": cfg.to_dict(), "base_model": trainer.backbone.name,
                    "encoder_config": trainer.encoder_config.to_dict(), "steps": result.steps,
                    "evals": result.evals, "last_metrics": result.last_metrics}
-        (tmp / "grace_train.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
     path = publish_dir(out, write)
     log.info("trained model written to %s", path)

@@ -195,12 +195,14 @@ def _sides(hit: dict[str, Any], mode: str) -> str:
 def delete_command(
     paths: Annotated[list[str], typer.Argument(help="Files or folders whose chunks to remove (as indexed, or relative to here).")],
     index: IndexDir = DEFAULT_INDEX_DIR,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Allow PATHS that cover every file of the index (refused without it).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove files (or whole folders) from an index without loading a model; `index` re-adds them if asked."""
     from grace_rag.indexes.service import delete_sources
 
-    result = delete_sources(index, paths)
+    result = delete_sources(index, paths, allow_all=everything)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -19,6 +19,7 @@ def train_command(
     config: Annotated[Optional[Path], typer.Option("--config", exists=True, dir_okay=False, help="TOML or YAML file of training settings (options given here override it).")] = None,
     eval_dir: Annotated[Optional[Path], typer.Option("--eval", exists=True, file_okay=False, help="BEIR folder: nDCG@10 on a subset before, every eval_every steps and after training.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUT.checkpoints.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model an earlier grace-rag train wrote to OUT (never other files).")] = False,
     unsupervised: Annotated[bool, typer.Option("--unsupervised", hidden=True, help="Deprecated spelling of --mode unsupervised.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -37,7 +38,7 @@ def train_command(
         overrides.values.setdefault("mode", "unsupervised")
     cfg = overrides.onto(load_config(config) if config is not None else TrainConfig())
     evaluator = retrieval_evaluator(eval_dir, cfg) if eval_dir is not None else None
-    result = train(cfg, data, evaluator=evaluator, resume=resume, progress=not quiet)
+    result = train(cfg, data, evaluator=evaluator, resume=resume, progress=not quiet, overwrite=overwrite)
     payload = {"output_dir": str(result.output_dir), "steps": result.steps, "evals": result.evals,
                "last_metrics": result.last_metrics}
     if as_json:

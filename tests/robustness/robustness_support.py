@@ -67,3 +67,20 @@ def flip(path: Path, start: int = 0, step: int = 7) -> None:
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+
+
+def refused(args: list[str], code: int, fragment: str, *roots: Path) -> str:
+    """Run ``grace-rag ARGS`` in-process: exit ``code``, one ``error:`` line holding ``fragment``, and
+    nothing under ``roots`` changed (bytes and modes); returns the error line."""
+    from typer.testing import CliRunner
+
+    from grace_rag.cli.app import app
+
+    before = snapshot(*roots)
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == code, result.output
+    line = one_line(result.stderr)
+    assert fragment in line, line
+    assert not changes(before, snapshot(*roots))
+    return line

@@ -9,7 +9,7 @@ import torch
 from grace_rag.testing import tiny_backbone
 from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.loop import GraceTrainer
-from grace_rag.trainer.run import batch_for_step
+from grace_rag.trainer.mix import batch_for_step
 
 TINY = dict(batch_size=4, rollouts=2, encoder=EncoderConfig(max_rationale_tokens=3, max_input_tokens=16), track_kl=False)
 

@@ -10,7 +10,8 @@ from grace_rag.testing import tiny_backbone
 from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.data import Triplet, load_supervised
 from grace_rag.trainer.mix import DataSource, MixSampler, mine_negatives
-from grace_rag.trainer.run import batch_for_step, checkpoint_dir, train
+from grace_rag.trainer.mix import batch_for_step
+from grace_rag.trainer.run import checkpoint_dir, train
 
 CL = dict(objective="contrastive", batch_size=2, rollouts=1,
           encoder=EncoderConfig(max_rationale_tokens=3, query_rationale_tokens=0, max_input_tokens=16),

@@ -23,18 +23,19 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, trip
     out_b = tmp_path / "b"
     out_b.mkdir()
     (out_b / "keep.txt").write_text("an earlier model")
+    (out_b / "grace_train.json").write_text("{}")  # an earlier train output: replaced with overwrite=True
 
     crash_at(3)
     cfg = TrainConfig(**TINY, output_dir=str(out_b))
     with pytest.raises(crash_at.error):
-        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
+        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False, overwrite=True)
     assert (out_b / "keep.txt").read_text() == "an earlier model"  # a failed run never overwrites
     assert [p.name for p in checkpoint_dir(out_b).glob("step-*")] == ["step-00000002"]
     with pytest.raises(ConfigError, match="pass --resume"):
-        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
+        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False, overwrite=True)
 
     crash_at(None)
-    resumed = train(cfg, triplet_file, backbone=tiny_backbone(), resume=True, progress=False)
+    resumed = train(cfg, triplet_file, backbone=tiny_backbone(), resume=True, progress=False, overwrite=True)
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(out_b / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a), "resumed weights differ from the uninterrupted run"
