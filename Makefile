@@ -32,7 +32,7 @@ test: $(STAMP)
 # the measurement report (hours on a 2-core CPU; cached in benchmarks/results/), then docs/results.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.report --queries 20 --corpus 200 --sts-pairs 100 --speed-docs 8 --speed-queries 5
-	$(BIN)/python benchmarks/encode_speed.py --variant combined --mode both --docs 16 --queries 5
+	$(BIN)/python benchmarks/encode_speed.py --variant bf16 --mode both --docs 16 --queries 5
 	$(BIN)/python benchmarks/results_page.py
 
 constraints: $(STAMP)

@@ -1,10 +1,9 @@
 """Encoding speed on a CPU: indexing throughput and single-query latency, one variant per process.
 
-Variants (``--variant``), each the encoder with some of the speed options of issue 13:
-  today      fp32, no shared system prefix, batch 16 (the path before the options existed)
+Variants (``--variant``), each the encoder with some of its speed options:
+  today      fp32, no shared system prefix, batches of 16 texts (the path before the options existed;
+             this script patches its own encoder's generator to compute every prompt whole)
   prefix     + the system prompt's KV computed once and shared by every prompt
-  int8       + dynamic int8 linear layers (no prefix sharing)
-  combined   prefix sharing + int8
   bf16       prefix sharing + bfloat16 linear layers
 ``--batch`` overrides the batch size (indexing), ``--compile`` compiles the model's forward.
 
@@ -15,9 +14,9 @@ p50/p90 latency of ``--queries`` single SciFact claims encoded one at a time.
 
 Compare two variants as whole processes, A B A B ..., with a process timer, e.g.
     python benchmarks/encode_speed.py --variant today --mode index --docs 16
-    python benchmarks/encode_speed.py --variant combined --mode index --docs 16
+    python benchmarks/encode_speed.py --variant bf16 --mode index --docs 16
 and read the in-process figures from the JSON lines. ``--quality`` adds the variant's quality
-(vectors change with int8/bf16; prefix sharing and batching do not change them) from the same
+(vectors change with bf16; prefix sharing and batching do not change them) from the same
 encoder: nDCG@10 on the SciFact dev subset (150 queries, 400 documents, the README's) and
 Spearman on 500 STS-B dev pairs; ``--quality-queries/--quality-corpus/--quality-pairs`` shrink it.
 """
@@ -39,8 +38,6 @@ STSB = ROOT.parent / "shared" / "data" / "stsbenchmark"
 VARIANTS = {
     "today": dict(share_prefix=False, quantization="none", max_batch_tokens=10**9),  # batches of batch_size texts
     "prefix": dict(share_prefix=True, quantization="none"),
-    "int8": dict(share_prefix=False, quantization="int8"),
-    "combined": dict(share_prefix=True, quantization="int8"),
     "bf16": dict(share_prefix=True, quantization="bf16"),
 }
 
@@ -118,7 +115,7 @@ def quality(encoder, queries: int, corpus: int, pairs: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", choices=sorted(VARIANTS), default="combined")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="bf16")
     ap.add_argument("--mode", choices=["index", "query", "both"], default="both")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--docs", type=int, default=16)

@@ -219,6 +219,19 @@ def render_ablation(sources: list[tuple[Path, str]]) -> str:
     return arms_table + "\n\n" + table(["starting point, unchanged (0 minutes)", "pooling", "nDCG@10"], refs)
 
 
+def render_rows(sources: list[tuple[Path, str]]) -> str:
+    """A JSON file's ``results`` rows as they are (every scalar column), with its subset digest."""
+    parts = []
+    for path, _ in sources:
+        data = json.loads(path.read_text())
+        rows = data["results"]
+        head = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+        digest = (data.get("subset") or {}).get("digest", "")
+        parts.append(table([*head, "subset", "file"], [[r.get(k) for k in head] + [digest, f"`{path.relative_to(OUT)}`"]
+                                                         for r in rows]))
+    return "\n\n".join(parts)
+
+
 def render_include(sources: list[tuple[Path, str]]) -> str:
     """A markdown file a benchmark wrote, without its title; its headings one level down, its images found from docs/."""
     parts = []
@@ -234,7 +247,7 @@ RENDERERS: dict[str, Callable[[list[tuple[Path, str]]], str]] = {
     "eval": render_eval, "fusion": render_fusion, "encode_speed": render_encode_speed,
     "whole_process": render_whole_process, "serve_latency": render_serve_latency, "ray_scaling": render_ray_scaling,
     "index_speed": render_index_speed, "score_calibration": render_score_calibration, "training": render_training,
-    "ablation": render_ablation, "include": render_include,
+    "ablation": render_ablation, "include": render_include, "rows": render_rows,
 }
 
 

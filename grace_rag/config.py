@@ -42,7 +42,6 @@ class Quantization(str, Enum):
 
     AUTO = "auto"  # bf16 on a CPU that multiplies bfloat16 natively (AVX512-BF16, AMX), else none; resolved per encoder
     NONE = "none"  # as loaded (float32 on a CPU)
-    INT8 = "int8"  # dynamic int8 activations x int8 weights (CPU; torch.ao dynamic quantisation)
     BF16 = "bf16"  # bfloat16 matrix products under torch.autocast; weights, norms and pooling stay float32
 
 
@@ -143,8 +142,7 @@ class EncoderConfig:
     layer: Layer = _help("Hidden layer to pool: last or penultimate.", default=Layer.LAST)
     quantization: Quantization = _help(
         "auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), none elsewhere; none: as loaded "
-        "(float32 on a CPU); bf16: bfloat16 linear layers; int8: dynamic int8 linear layers (CPU only). "
-        "bf16 and int8 change vectors slightly.",
+        "(float32 on a CPU); bf16: bfloat16 linear layers (vectors change slightly).",
         default=Quantization.AUTO)
     writer: Writer = _help(
         "Who writes the rationale: model (the encoder's own weights, one pass) or base (the untrained model a "
@@ -166,6 +164,10 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         self.pooling = parse_choice(Pooling, self.pooling, "pooling")
         self.layer = parse_choice(Layer, self.layer, "layer")
+        if str(getattr(self.quantization, "value", self.quantization)).lower() == "int8":
+            raise ConfigError("quantization 'int8' is no longer offered: it cost 0.11 nDCG@10 even per channel "
+                              "(docs/results.md); use 'none' or 'bf16' (an index built with int8 needs re-indexing "
+                              "into a new --index folder)")
         self.quantization = parse_choice(Quantization, self.quantization, "quantization")
         self.writer = parse_choice(Writer, self.writer, "writer")
         for name, low in (("max_rationale_tokens", 0), ("max_input_tokens", 1), ("batch_size", 1),
