@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from grace_rag.config import EncoderConfig, parse_choice
+from grace_rag.config import EncoderConfig, Writer, parse_choice
 from grace_rag.errors import ConfigError, choice_error
 from grace_rag.fieldtypes import check_field_types
 from grace_rag.textio import read_text
@@ -126,6 +126,9 @@ class TrainConfig:
     dual_clip: float = _f(3.0, "dual-clip constant c bounding the loss of negative advantages")
     kl_coef: float = _f(0.0, "coefficient of the KL penalty to the initial policy (paper: 0)")
     track_kl: bool = _f(True, "compute KL to the initial policy every step as a metric")
+    reference_copy: bool = _f(True, "full fine-tuning: keep a frozen copy of the initial weights (the KL reference and "
+                                    "the writer of the contrastive objective's rationales; twice the memory). With LoRA "
+                                    "the initial weights are the adapter switched off and no copy is needed")
     infonce_tau: float = _f(0.05, "temperature of the InfoNCE contrastive loss")
     contrastive_weight: float = _f(1.0, "weight of the InfoNCE loss in the 'both' objective")
     lm_weight: float = _f(0.0, "weight of the language-model term (contrastive objective): NLL of the base model's own "
@@ -228,6 +231,16 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
         need(self.lm_weight >= 0 and math.isfinite(self.lm_weight), f"lm_weight must be >= 0, got {self.lm_weight}")
+        no_copy = not self.lora and not self.reference_copy
+        need(not (no_copy and (self.kl_coef > 0 or self.lm_weight > 0)),
+             "kl_coef and lm_weight compare the policy with its initial weights; full fine-tuning with "
+             "reference_copy = false keeps no copy of them: set reference_copy = true, use lora, or set both to 0")
+        need(self.encoder.writer is not Writer.BASE or (self.lora and not self.merge),
+             "writer = base serves the trained weights as a reader of the base model's rationales, so the base "
+             "must stay known: train a LoRA adapter (lora = true, merge = false) or use writer = model")
+        need(self.encoder.writer is not Writer.BASE or self.objective == Objective.CONTRASTIVE,
+             "writer = base: the base model writes every rationale, so the grace/both objectives have nothing to "
+             "train; use objective = contrastive or writer = model")
         need(self.lm_weight == 0 or self.objective == Objective.CONTRASTIVE,
              "lm_weight applies to the contrastive objective (it scores the base model's memoised rationales); "
              "for the grace/both objectives keep the policy near the base with kl_coef")

@@ -89,7 +89,8 @@ class GraceTrainer:
         # accelerate's mixed precision autocasts the compute
         model = backbone.model.float()
         memo = config.objective == Objective.CONTRASTIVE and config.mode == Mode.SUPERVISED
-        writer = _frozen_copy(model) if memo else None  # before LoRA layers are injected into ``model``
+        keeps_initial = config.lora or config.reference_copy  # (config checks refuse what would need it otherwise)
+        writer = _frozen_copy(model) if memo and keeps_initial else None  # before LoRA layers are injected
         model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -105,7 +106,7 @@ class GraceTrainer:
         self.pad_id = self.representer.pad_id
         self.sampler = Sampler(self.representer, self.encoder_config.max_rationale_tokens)
         self.total_steps = 1
-        track = config.track_kl or config.kl_coef > 0
+        track = (config.track_kl or config.kl_coef > 0) and keeps_initial
         self.reference = ReferencePolicy(self.policy, config.lora) if track else None
         self.memo = RationaleMemo(self._writer(writer, tok) if writer is not None else self.sampler)
         self.spec_rl = ESTIMATORS[config.estimator]
