@@ -123,7 +123,7 @@ def _folder_texts(root: Path) -> list[str]:
 
         return list(read_corpus(root / "corpus.jsonl").values())
     from grace_rag.indexes.ingest import scan_folder
-    from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
+    from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_document
 
     texts: list[str] = []
     for file in scan_folder(root, (*SUPPORTED_EXTENSIONS, ".jsonl")):
@@ -131,7 +131,7 @@ def _folder_texts(root: Path) -> list[str]:
             texts.extend(_jsonl_texts(file))
             continue
         try:
-            body = read_text(file).strip()
+            body = read_document(file).strip()
         except (OSError, ValueError) as exc:
             raise DataError(f"{file}: cannot be read ({exc})") from None
         if body:

@@ -288,8 +288,8 @@ def test_weights_id_is_hashed_once_per_file_and_again_when_swapped(tmp_path, mod
 
     folder = shutil.copytree(model_dir, tmp_path / "m")
     calls = []
-    real = models._file_digest
-    monkeypatch.setattr(models, "_file_digest", lambda path: calls.append(path) or real(path))
+    real = models.file_digest  # grace_rag.hashing's, as models uses it
+    monkeypatch.setattr(models, "file_digest", lambda path: calls.append(path) or real(path))
     first = models.weights_id(folder)
     assert models.weights_id(folder) == first and len(calls) == 1  # memoised
     _swap_weights(folder, other_model_dir)
