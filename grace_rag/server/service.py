@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from grace_rag.calibration import ScoreCalibration, calibration_for
+from grace_rag.indexes.filters import parse_filter
+from grace_rag.indexes.fusion import SearchMode, parse_mode
 from grace_rag.server.batching import Encoded, MicroBatcher
 from grace_rag.server.openai_api import RequestError
 
@@ -98,10 +100,15 @@ class GraceService:
 
     async def search(self, query: str, k: int, filters: dict[str, Any] | None, explain: bool,
                      options: dict[str, Any]) -> dict[str, Any]:
-        """``{query, hits[, query_rationale]}``; each hit has ``score`` (cosine) and, when calibrated, ``relevance``."""
+        """``{query, hits[, query_rationale]}``; each hit has ``score`` (the mode's score) and, when the model
+        is calibrated, ``relevance`` from the hit's cosine (``None`` for a hit the dense side did not return).
+
+        Lexical search never waits for the model: the query is not encoded."""
         if self.index is None:
             raise RequestError("this server has no index (started with --embeddings-only); use /v1/embeddings")
-        encoded = await self.embed([query], "query")
+        parse_filter(filters)  # a malformed filter is refused before the model is asked for anything
+        lexical = options.get("mode") is not None and parse_mode(options["mode"]) is SearchMode.LEXICAL
+        encoded = None if lexical else await self.embed([query], "query")
         loop = asyncio.get_running_loop()
         hits, rationale = await loop.run_in_executor(
             self._index_thread, self._query, query, encoded, k, filters, options)
@@ -110,15 +117,16 @@ class GraceService:
             result["query_rationale"] = rationale
         return result
 
-    def _query(self, query: str, encoded: Encoded, k: int, filters: dict[str, Any] | None,
+    def _query(self, query: str, encoded: Encoded | None, k: int, filters: dict[str, Any] | None,
                options: dict[str, Any]) -> tuple[list[Any], str]:
-        stand_in = _QueryEncoded(self.encoder, self.batcher, query, encoded)
+        stand_in = None if encoded is None else _QueryEncoded(self.encoder, self.batcher, query, encoded)
         return self.index.query(stand_in, query, k=k, where=filters or None, **options)  # type: ignore[union-attr]
 
     def _hit(self, hit: Any, explain: bool) -> dict[str, Any]:
         out = hit.to_dict()
-        if self.calibration is not None:
-            out["relevance"] = round(self.calibration.relevance(hit.score), 4)
+        if self.calibration is not None:  # fitted on cosines: a fused or BM25 score is no cosine
+            cosine = hit.dense_score
+            out["relevance"] = None if cosine is None else round(self.calibration.relevance(cosine), 4)
         if not explain:
             out.pop("rationale", None)
         return out
