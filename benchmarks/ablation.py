@@ -42,14 +42,14 @@ EVAL = ["--split", "dev", "--subset", "150", "--corpus-size", "400", "--distract
 
 WARM, BASE = "smollm2-135m-grace", "smollm2-135m-instruct"
 #: settings of every arm (the shipped adapter's training settings; cut rollouts keep their reward)
-COMMON: dict[str, Any] = dict(lora=True, max_rationale_tokens=32, query_rationale_tokens=0, max_input_tokens=128,
-                              layer="penultimate", length_penalty="off", track_kl=False, save_every=10)
+COMMON: dict[str, Any] = dict(lora=True, length_penalty="off", track_kl=False, save_every=10)
+ENCODER: dict[str, Any] = dict(max_rationale_tokens=32, query_rationale_tokens=0, max_input_tokens=128, layer="penultimate")
 GRACE = dict(objective="grace", batch_size=4, estimator="grpo")
 INFONCE = dict(objective="contrastive", batch_size=16)
 
 
-def _arm(init: str, **settings: Any) -> dict[str, Any]:
-    return {"init": init, "settings": {**COMMON, **settings}}
+def _arm(init: str, encoder: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
+    return {"init": init, "settings": {**COMMON, **settings, "encoder": {**ENCODER, **(encoder or {})}}}
 
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -65,7 +65,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "grace-warm-margin-lr1e-4-k8": _arm(WARM, **GRACE, reward_variant="margin", learning_rate=1e-4, rollouts=8),
     # both objectives from the warm start
     "grace-warm-soft_rank-lr1e-4-k4-balanced": _arm(WARM, **GRACE, reward_variant="soft_rank", learning_rate=1e-4,
-                                                    rollouts=4, pooling="balanced"),
+                                                    rollouts=4, encoder={"pooling": "balanced"}),
     "both-warm-soft_rank-lr1e-4-k4": _arm(WARM, **{**GRACE, "objective": "both"}, reward_variant="soft_rank",
                                           learning_rate=1e-4, rollouts=4),
     # from scratch (the untrained base, a fresh LoRA adapter)
@@ -165,7 +165,7 @@ def run_reference(name: str, runs: Path) -> dict[str, Any]:
     runs.mkdir(parents=True, exist_ok=True)
     if not eval_file.is_file():
         flags = [f"--{k}={v}" for k, v in extra.items()]
-        cmd = [grace_rag(), "eval", str(SHARED / "scifact"), *EVAL, "--rationale-tokens", "32", *flags, "-m", model,
+        cmd = [grace_rag(), "eval", str(SHARED / "scifact"), *EVAL, "--max-rationale-tokens", "32", *flags, "-m", model,
                "--out", str(eval_file)]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

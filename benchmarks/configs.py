@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from grace_rag.evaluation.adapters import GraceSettings
+from grace_rag.config import EncoderConfig
 
 
 @dataclass(frozen=True)
@@ -13,13 +13,12 @@ class BenchConfig:
 
     label: str
     model: str
-    settings: GraceSettings = GraceSettings()
+    settings: EncoderConfig = field(default_factory=EncoderConfig)
     group: str = "grace"
 
 
 def _grace(label: str, tokens: int, pooling: str = "mean", layer: str = "last") -> BenchConfig:
-    return BenchConfig(label, "default", GraceSettings(rationale_tokens=tokens, pooling=pooling,
-                                                       layer=layer))
+    return BenchConfig(label, "default", EncoderConfig(max_rationale_tokens=tokens, pooling=pooling, layer=layer))
 
 
 CONFIGS: list[BenchConfig] = [

@@ -18,6 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
+from grace_rag.config import EncoderConfig
 from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.data import load_triplets
 from grace_rag.trainer.loop import GraceTrainer
@@ -35,8 +36,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     args = ap.parse_args()
     cfg = TrainConfig(objective="contrastive", model=args.model, lora=True, batch_size=args.batch_size,
-                      max_rationale_tokens=args.tokens, query_rationale_tokens=0, max_input_tokens=128,
-                      layer="penultimate", learning_rate=1e-4, track_kl=False)
+                      encoder=EncoderConfig(max_rationale_tokens=args.tokens, query_rationale_tokens=0,
+                                            max_input_tokens=128, layer="penultimate"),
+                      learning_rate=1e-4, track_kl=False)
     data = load_triplets(TRIPLETS)[:args.triplets]
     trainers = {"memo": GraceTrainer(cfg, training_backbone(cfg)), "decode": GraceTrainer(cfg, training_backbone(cfg))}
     per_epoch = len(data) // cfg.batch_size

@@ -58,8 +58,55 @@ def settings_from(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+class Recorder:
+    """Keeps what each dense retrieval of a run computed (document and query vectors, rationales), by
+    wrapping DenseRetriever inside this benchmark: fusion and lexical variants are then scored offline
+    (benchmarks/fusion_dev.py) without encoding anything again."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict] = []
+
+    def __enter__(self) -> "Recorder":
+        from grace_rag.evaluation import adapters
+
+        self._cls = adapters.DenseRetriever
+        real_index, real_search, runs = self._cls.index, self._cls.search, self.runs
+
+        def index(retriever, texts):
+            real_index(retriever, texts)
+            runs.append({"docs": retriever._vectors, "rationales": retriever.rationales})
+            retriever._record = runs[-1]
+
+        def search(retriever, texts, k):
+            queries = retriever.embedder.encode_queries(list(texts))
+            retriever._record["queries"] = queries
+            return adapters.top_k(queries @ retriever._vectors.T, k)
+
+        self._real = (real_index, real_search)
+        self._cls.index, self._cls.search = index, search
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cls.index, self._cls.search = self._real
+
+    def save(self, path: Path, dataset: object) -> None:
+        import numpy as np
+
+        if not self.runs:
+            return
+        arrays = {}
+        for i, run in enumerate(self.runs):  # 0: with rationales, 1: the same encoder without (GRACE rows)
+            arrays[f"docs{i}"], arrays[f"queries{i}"] = run["docs"], run["queries"]
+        np.savez_compressed(path.with_suffix(".npz"), **arrays)
+        meta = {"doc_ids": list(dataset.corpus), "query_ids": list(dataset.queries),
+                "rationales": self.runs[0]["rationales"]}
+        path.with_suffix(".rationales.json").write_text(json.dumps(meta) + "\n")
+
+
 def run_one(model: str, label: str, name: str, settings: dict, args: argparse.Namespace) -> dict:
-    from grace_rag.evaluation import EvalRequest, GraceSettings, run_eval
+    from grace_rag.config import EncoderConfig
+    from grace_rag.evaluation import EvalRequest, run_eval
+    from grace_rag.evaluation.runner import prepare_dataset
     from grace_rag.indexes.fusion import FusionConfig
 
     target = OUT / label / f"{name}.json"
@@ -70,15 +117,18 @@ def run_one(model: str, label: str, name: str, settings: dict, args: argparse.Na
         dataset=STS if is_sts else RETRIEVAL_SETS[name], models=[model], split="dev",
         subset=args.sts_pairs if is_sts else args.queries,
         corpus_size=None if is_sts else args.corpus, seed=args.seed,
-        grace=GraceSettings(cache=False, extra=settings),
+        grace=EncoderConfig(cache=False, **settings),
         fusion=FusionConfig.from_options(args.fusion, args.alpha) if (args.fusion or args.alpha is not None) else None,
         rationale_metrics=not args.no_rationale_metrics,
     )
-    payload = run_eval(request)
+    with Recorder() as recorder:
+        payload = run_eval(request)
     payload["label"] = label
     payload["settings_overrides"] = settings
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(payload, indent=2) + "\n")
+    if not is_sts and recorder.runs and recorder.runs[0]["rationales"] is not None:
+        recorder.save(target, prepare_dataset(request))
     return payload
 
 

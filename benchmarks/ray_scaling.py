@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grace_rag.config import EncoderConfig
 from grace_rag.indexes import EncoderInfo, GraceIndex
 from grace_rag.indexes.distributed import RayConfig, RayIndexer, require_ray
 from grace_rag.indexes.grace_index import STORE_FILE
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--docs", type=int, default=48, help="SciFact abstracts to index")
     parser.add_argument("--corpus", type=Path, default=SCIFACT)
-    parser.add_argument("--rationale-tokens", type=int, default=32)
+    parser.add_argument("--max-rationale-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=4, help="chunks per model call (and per stored batch)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=2)
@@ -93,7 +94,7 @@ def main() -> None:
 
     ray = require_ray()
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # one INFO line per execution otherwise
-    encoder = load_encoder(args.model, {"cache": False}, "cpu", rationale_tokens=args.rationale_tokens)
+    encoder = load_encoder(args.model, EncoderConfig(cache=False, max_rationale_tokens=args.rationale_tokens), "cpu")
     ingest = IngestConfig(batch_size=args.batch_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,6 @@ Rationale caching is off, so every document and query is really encoded.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import sys
@@ -24,7 +23,7 @@ def measure(label: str, data_dir: str, n_docs: int, n_queries: int) -> dict:
     config = BY_LABEL[label]
     settings = config.settings
     if config.group == "grace":
-        settings = dataclasses.replace(settings, cache=False)
+        settings = settings.with_changes(cache=False)
     dataset = load_beir(data_dir, "dev")
     docs = list(dataset.corpus.values())[:n_docs]
     queries = list(dataset.queries.values())[:n_queries + 1]

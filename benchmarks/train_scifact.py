@@ -20,7 +20,7 @@ from grace_rag.config import EncoderConfig
 from grace_rag.encoder import GraceEncoder, resolve_device
 from grace_rag.evaluation import SubsetSpec, build_subset, evaluate_retrieval, load_beir
 from grace_rag.models import DEFAULT_MODEL, load_backbone
-from grace_rag.trainer.config import TrainConfig
+from grace_rag.trainer.config import TrainConfig, train_encoder
 from grace_rag.trainer.run import train
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
@@ -76,8 +76,8 @@ def main() -> None:
         return
     cfg = TrainConfig(mode="unsupervised" if args.unsupervised else "supervised", objective=args.objective,
                       estimator=args.estimator, reward_variant=args.reward_variant, batch_size=args.batch_size,
-                      rollouts=args.rollouts, max_rationale_tokens=args.tokens, max_input_tokens=args.max_input,
-                      lora=True, learning_rate=args.lr, steps=args.steps, save_every=0, output_dir=args.out,
+                      rollouts=args.rollouts, lora=True,
+                      encoder=train_encoder().with_changes(max_rationale_tokens=args.tokens, max_input_tokens=args.max_input), learning_rate=args.lr, steps=args.steps, save_every=0, output_dir=args.out,
                       track_kl=args.track_kl, grad_accum=args.grad_accum, max_minutes=args.max_minutes,
                       length_penalty=args.length_penalty or None)
     # unsupervised: the BEIR folder itself (its corpus.jsonl is the corpus)
@@ -91,7 +91,7 @@ def main() -> None:
     emit(stage="train", steps=result.steps, train_s=elapsed, s_per_step=_mean(rows, "s_per_step"),
          first_reward=rows[0].get("reward_total"), last_reward=rows[-1].get("reward_total"),
          config={k: v for k, v in cfg.to_dict().items() if k in ("objective", "estimator", "reward_variant", "learning_rate", "mode", "batch_size", "rollouts",
-                                   "max_rationale_tokens", "max_input_tokens", "length_penalty", "lora")},
+                                   "encoder", "length_penalty", "lora")},
          means_first10={k: _mean(rows[:10], k) for k in TRACKED}, means_last10={k: _mean(rows[-10:], k) for k in TRACKED})
     emit(stage="after", **ndcg(str(result.output_dir), dataset, args.tokens, args.eval_max_input), subset=dataset.subset)
 

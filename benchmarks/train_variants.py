@@ -19,7 +19,7 @@ import torch
 
 from grace_rag.models import DEFAULT_MODEL, load_backbone
 from grace_rag.trainer import rewards as R
-from grace_rag.trainer.config import TrainConfig
+from grace_rag.trainer.config import TrainConfig, train_encoder
 from grace_rag.trainer.data import load_triplets
 from grace_rag.trainer.estimators import group_mean_advantage
 from grace_rag.trainer.loop import GraceTrainer
@@ -36,8 +36,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--max-input", type=int, default=128)
     args = ap.parse_args()
-    cfg = TrainConfig(batch_size=args.batch_size, rollouts=args.rollouts, max_rationale_tokens=args.tokens,
-                      max_input_tokens=args.max_input, lora=True, track_kl=False)
+    cfg = TrainConfig(batch_size=args.batch_size, rollouts=args.rollouts, lora=True, track_kl=False,
+                      encoder=train_encoder().with_changes(max_rationale_tokens=args.tokens, max_input_tokens=args.max_input))
     trainer = GraceTrainer(cfg, load_backbone(DEFAULT_MODEL, device="cpu"))
     data = load_triplets(SCIFACT / "train_triplets.jsonl")
     for step in range(args.batches):

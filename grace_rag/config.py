@@ -80,8 +80,16 @@ def check_device(device: str) -> str:
     return device
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+def _help(text: str, *, runtime: bool = False, flag: str | None = None, **kw: Any) -> Any:
+    """A field with its one-line help (shared by the CLI, the framework adapters and the docs).
+
+    ``runtime``: how the work is done, not what vector comes out (left out of the fingerprint and of
+    the CLI options); ``flag``: the CLI option's name when ``--field-name`` would collide with another.
+    """
+    metadata: dict[str, Any] = {"help": text, "runtime": runtime}
+    if flag is not None:
+        metadata["flag"] = flag
+    return field(metadata=metadata, **kw)
 
 
 def _is_int(value: Any) -> bool:
@@ -146,13 +154,14 @@ class EncoderConfig:
     document_instruction: str = _help("System prompt for documents.", default=DEFAULT_INSTRUCTION)
     temperature: float = _help("Rationale sampling temperature; 0 = greedy (reproducible).", default=0.0)
     top_p: float = _help("Nucleus sampling mass when temperature > 0.", default=1.0)
-    seed: int | None = _help("Seed for sampled rationales (temperature > 0).", default=None)
-    batch_size: int = _help("Texts per model batch at most.", default=16)
+    seed: int | None = _help("Seed for sampled rationales (temperature > 0).", default=None, flag="--sampling-seed")
+    batch_size: int = _help("Texts per model batch at most.", default=16, runtime=True)
     max_batch_tokens: int = _help(
         "Prompt tokens per model batch at most (longest prompt x texts): long documents go a few at a time, "
-        "short texts up to batch_size at once.", default=4096)
-    cache: bool = _help("Store rationales and vectors in the SQLite cache under GRACE_RAG_HOME.", default=True)
-    show_progress: bool = _help("Show a progress bar while encoding.", default=False)
+        "short texts up to batch_size at once.", default=4096, runtime=True)
+    cache: bool = _help("Store rationales and vectors in the SQLite cache under GRACE_RAG_HOME.", default=True,
+                        runtime=True)
+    show_progress: bool = _help("Show a progress bar while encoding.", default=False, runtime=True)
 
     def __post_init__(self) -> None:
         self.pooling = parse_choice(Pooling, self.pooling, "pooling")
@@ -222,14 +231,20 @@ class EncoderConfig:
     def instruction(self, role: Role) -> str:
         return self.query_instruction if role is Role.QUERY else self.document_instruction
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings (enums as their string values)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["pooling"] = self.pooling.value
-        out["layer"] = self.layer.value
-        out["quantization"] = self.quantization.value
-        out["writer"] = self.writer.value
-        return out
+    def to_dict(self, explicit_only: bool = False) -> dict[str, Any]:
+        """JSON-able settings (enums as their string values); with ``explicit_only``, the explicit ones."""
+        names = [f.name for f in dataclasses.fields(self) if not explicit_only or f.name in self.explicit]
+        values = {name: getattr(self, name) for name in names}
+        return {name: value.value if isinstance(value, Enum) else value for name, value in values.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "encoder settings") -> EncoderConfig:
+        """Build from a mapping (a config file's ``[encoder]`` table); unknown keys name the valid ones."""
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"{source}: unknown encoder setting(s) {', '.join(unknown)}; valid encoder "
+                              f"settings are: {', '.join(f.name for f in dataclasses.fields(cls))}")
+        return cls(**data)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change a vector (what the fingerprint covers).
@@ -239,10 +254,15 @@ class EncoderConfig:
         fingerprints of indexes built before the setting existed stay valid.
         """
         out = self.to_dict()
-        for key in ("batch_size", "max_batch_tokens", "cache", "show_progress"):
-            out.pop(key)
+        for name in runtime_fields(type(self)):
+            out.pop(name)
         for key, neutral in (("query_rationale_tokens", None), ("quantization", Quantization.NONE.value),
                              ("writer", Writer.MODEL.value)):
             if out[key] == neutral:
                 out.pop(key)
         return out
+
+
+def runtime_fields(cls: type) -> list[str]:
+    """Fields of a config dataclass that say how the work is done, not what vector comes out."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("runtime")]

@@ -5,7 +5,7 @@ Config files and keyword arguments reach dataclasses unchecked: ``batch_size="ab
 :func:`check_field_types` reads each field's annotation and refuses a value of another type,
 naming the field and what it must be. Rules: ``bool`` is not an ``int``; an ``int`` is a valid
 ``float``; a ``float`` must be finite; a ``str`` must be valid UTF-8 text; ``X | None`` allows
-``None``; ``list[X]`` checks its items; an ``Enum`` takes its members.
+``None``; ``list[X]`` checks its items; an ``Enum`` takes its members; a dataclass field takes an instance.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def matches(value: Any, kind: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is str:
         return isinstance(value, str) and is_text(value)
-    if isinstance(kind, type) and issubclass(kind, Enum):
+    if isinstance(kind, type) and (issubclass(kind, Enum) or dataclasses.is_dataclass(kind)):
         return isinstance(value, kind)
     origin = typing.get_origin(kind)
     if origin in (list, tuple):
@@ -73,6 +73,8 @@ def describe(kind: Any) -> str:
              str: "a string"}
     if kind in words:
         return words[kind]
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        return f"an {kind.__name__}" if kind.__name__[0] in "AEIOU" else f"a {kind.__name__}"
     if isinstance(kind, type) and issubclass(kind, Enum):
         return "one of: " + ", ".join(str(member.value) for member in kind)
     if typing.get_origin(kind) in (list, tuple):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grace_rag.config import EncoderConfig
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.distributed import RayConfig, RayIndexer, probe_cluster, require_ray
 from grace_rag.indexes.factory import AUTO_NPROBE, SearchParams
@@ -36,7 +37,7 @@ class IndexRequest:
     path: Path
     index_dir: Path = DEFAULT_INDEX_DIR
     model: str | None = None  # None: the index's model, or the default model for a new index
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # EncoderConfig fields given explicitly
+    settings: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)  # its explicit fields were asked for
     factory: str | None = None
     nprobe: int | None = None  # IVF lists a search visits (0: measured at build); None: keep the index's
     device: str = "auto"
@@ -52,28 +53,31 @@ def stored_settings(index_dir: Path) -> tuple[str | None, dict[str, Any]]:
     return manifest.encoder.model_name, manifest.encoder.settings
 
 
-def load_encoder(model: str | None, settings: dict[str, Any], device: str = "auto",
-                 rationale_tokens: int | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """A GraceEncoder with the given (recorded) settings; ``overrides`` (and ``rationale_tokens``) win over them."""
-    from grace_rag import EncoderConfig, GraceEncoder
+def load_encoder(model: str | None, config: EncoderConfig | None = None, device: str = "auto") -> Any:
+    """A GraceEncoder for ``model`` (None: the default model) with ``config``, without a progress bar."""
+    from grace_rag import GraceEncoder
 
-    fields = {f.name for f in dataclasses.fields(EncoderConfig)}
-    config = {k: v for k, v in {**settings, **(overrides or {})}.items() if k in fields}
-    config["show_progress"] = False
-    if rationale_tokens is not None:
-        config["max_rationale_tokens"] = rationale_tokens
-    kwargs: dict[str, Any] = {"config": EncoderConfig(**config), "device": device}
+    config = (config or EncoderConfig()).with_changes(show_progress=False)
+    kwargs: dict[str, Any] = {"config": config, "device": device}
     return GraceEncoder(model=model, **kwargs) if model is not None else GraceEncoder(**kwargs)
 
 
-def load_recorded_encoder(index_dir: Path, recorded: EncoderInfo, device: str = "auto") -> Any:
+def recorded_config(recorded: EncoderInfo, settings: EncoderConfig | None = None) -> EncoderConfig:
+    """The settings an index records, with the explicit fields of ``settings`` over them."""
+    names = {f.name for f in dataclasses.fields(EncoderConfig)}
+    known = {k: v for k, v in recorded.settings.items() if k in names}
+    return EncoderConfig(**{**known, **(settings or EncoderConfig()).to_dict(explicit_only=True)})
+
+
+def load_recorded_encoder(index_dir: Path, recorded: EncoderInfo, device: str = "auto",
+                          settings: EncoderConfig | None = None) -> Any:
     """The encoder an index was built with (its manifest names it); a model that cannot be loaded names the index.
 
     The name is only loaded from, never written into, and the encoder's fingerprint is then checked
     against the index's, so a manifest that points elsewhere cannot mix vectors.
     """
     try:
-        return load_encoder(recorded.model_name, recorded.settings, device)
+        return load_encoder(recorded.model_name, recorded_config(recorded, settings), device)
     except ModelNotFoundError as exc:
         raise ModelNotFoundError(f"index {index_dir} was built with model {recorded.model_name!r}, which cannot be "
                                  f"loaded now ({exc}); pass the same model with --model") from None
@@ -81,20 +85,12 @@ def load_recorded_encoder(index_dir: Path, recorded: EncoderInfo, device: str = 
 
 def _differs(request: IndexRequest, recorded: EncoderInfo) -> bool:
     """Whether the request names another model or other settings than the index records (no model load)."""
-    from grace_rag import EncoderConfig
     from grace_rag.models import display_name
 
     if request.model is not None and display_name(request.model) != recorded.model_name:
         return True
-    wanted = EncoderConfig(**{**_known(recorded.settings), **request.settings}).to_dict()
-    return any(wanted.get(key) != recorded.settings.get(key) for key in request.settings)
-
-
-def _known(settings: dict[str, Any]) -> dict[str, Any]:
-    from grace_rag import EncoderConfig
-
-    names = {f.name for f in dataclasses.fields(EncoderConfig)}
-    return {k: v for k, v in settings.items() if k in names}
+    wanted = recorded_config(recorded, request.settings).to_dict()
+    return any(wanted[key] != recorded.settings.get(key) for key in request.settings.explicit)
 
 
 def index_folder(request: IndexRequest, progress: Progress | None = None, encoder: Any = None) -> IngestReport:
@@ -112,7 +108,7 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
         if index is None:  # nothing is written before the folder, the files and the model are known to be good
             check_index_path(Path(request.index_dir))
             files_to_index(Path(request.path).resolve(), request.ingest.extensions)
-            encoder = encoder or load_encoder(request.model, {}, request.device, overrides=request.settings)
+            encoder = encoder or load_encoder(request.model, request.settings, request.device)
             index = _create(request, encoder, lock)
     except BaseException:
         if lock is not None:
@@ -123,8 +119,7 @@ def index_folder(request: IndexRequest, progress: Progress | None = None, encode
         index.lock()  # one writer at a time: a second run stops here, before reading or embedding anything
         if encoder is None and _differs(request, recorded):
             encoder = load_encoder(recorded.model_name if request.model is None else request.model,
-                                   recorded.settings, request.device,
-                                   overrides=request.settings)
+                                   recorded_config(recorded, request.settings), request.device)
         index.set_factory(request.factory)
         index.set_nprobe(request.nprobe)
 
@@ -183,7 +178,8 @@ def open_index(index_dir: Path) -> GraceIndex:
 
 def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, where: Any = None,
                 model: str | None = None, device: str = "auto", encoder: Any = None, *,
-                mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None) -> dict[str, Any]:
+                mode: str | SearchMode = DEFAULT_MODE, fusion: FusionConfig | None = None,
+                settings: EncoderConfig | None = None) -> dict[str, Any]:
     """Search an index with the model and settings that built it (or ``model``, which must match).
 
     Lexical mode loads no model. ``where`` is a filter (dict or Filter), checked before any model loads.
@@ -195,8 +191,8 @@ def query_index(index_dir: Path, text: str, k: int = 5, explain: bool = False, w
         index.resolve_filter(where)
         if encoder is None and mode is not SearchMode.LEXICAL:
             recorded = index.manifest.encoder
-            encoder = (load_encoder(model, recorded.settings, device) if model is not None
-                       else load_recorded_encoder(index.path, recorded, device))
+            encoder = (load_encoder(model, recorded_config(recorded, settings), device) if model is not None
+                       else load_recorded_encoder(index.path, recorded, device, settings))
         hits, rationale = index.query(encoder, text, k=k, where=where, mode=mode, fusion=fusion)
     result: dict[str, Any] = {"query": text, "mode": mode.value, "hits": [h.to_dict() for h in hits]}
     if mode is SearchMode.HYBRID:

@@ -87,8 +87,8 @@ class GraceIndexRetriever(BaseRetriever):
         if self.encoder is not None:
             return self.encoder
         if self._loaded is None:
-            from grace_rag.indexes.service import load_encoder
+            from grace_rag.indexes.service import load_recorded_encoder
 
             recorded = index.manifest.encoder
-            self._loaded = load_encoder(recorded.model_name, recorded.settings, self.device)
+            self._loaded = load_recorded_encoder(Path(self.index_dir), recorded, self.device)
         return self._loaded

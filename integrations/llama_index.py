@@ -151,11 +151,11 @@ class GraceIndexRetriever(BaseRetriever):
 
     def _query_encoder(self) -> Any:
         from grace_rag.indexes.fusion import SearchMode
-        from grace_rag.indexes.service import load_encoder
+        from grace_rag.indexes.service import load_recorded_encoder
 
         if self._encoder is None and self._mode is not SearchMode.LEXICAL:
             recorded = self._index.manifest.encoder
-            self._encoder = load_encoder(recorded.model_name, recorded.settings, self._device)
+            self._encoder = load_recorded_encoder(self._index.path, recorded, self._device)
         return self._encoder
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from grace_rag.config import Layer, Pooling, parse_choice
+from grace_rag.config import EncoderConfig, Writer, parse_choice
 from grace_rag.errors import ConfigError, choice_error
 from grace_rag.fieldtypes import check_field_types
 from grace_rag.textio import read_text
@@ -22,6 +23,11 @@ except ImportError:  # Python 3.10
 
 from .estimators import ESTIMATORS, Estimator
 from .mix import DataSource, check_weights
+
+log = logging.getLogger(__name__)
+
+#: settings of the encoder that TrainConfig once declared at its top level (before the ``encoder`` table)
+FLAT_ENCODER_KEYS = ("max_rationale_tokens", "query_rationale_tokens", "max_input_tokens", "layer", "pooling")
 
 
 class Mode(str, enum.Enum):
@@ -54,11 +60,30 @@ class RewardVariant(str, enum.Enum):
     MARGIN = "margin"
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with a default and a one-line help (shared with the CLI)."""
+def _f(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with a default and a one-line help; ``cli``: how its generated option is spelled
+    (``aliases``, ``off``, ``metavar``, ``parse``, ``flag``; ``cli=False``: config files only; see
+    :mod:`grace_rag.cli.settings`)."""
+    metadata = {"help": help, **cli}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def train_encoder() -> EncoderConfig:
+    """The encoder a run trains by default: the paper's 256-token rationales and 512-token inputs;
+    pooling and layer follow the model being trained."""
+    return EncoderConfig(max_rationale_tokens=256, query_rationale_tokens=None, max_input_tokens=512)
+
+
+def parse_length_penalty(value: str) -> float | None:
+    """``--length-penalty``: a number, or "off" (None)."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"expected a number or 'off', got {value!r}") from None
 
 
 @dataclass
@@ -68,14 +93,16 @@ class TrainConfig:
     mode: Mode = _f(Mode.SUPERVISED, "supervised (triplets) or unsupervised (plain corpus)")
     data: list[DataSource] = _f([], "training data, repeatable: FILE[:WEIGHT] (a JSONL file, a BEIR folder, an STS .tsv, "
                                     "or a plain corpus when unsupervised); each batch comes from one source, "
-                                    "drawn in proportion to the weights")
+                                    "drawn in proportion to the weights", metavar="FILE[:WEIGHT]",
+                                parse=DataSource.parse, extend=True)
     mine_negatives: bool = _f(False, "give pairs without a negative the best BM25 match among their source's other "
                                      "positives (default: such pairs get in-batch negatives only)")
     objective: Objective = _f(Objective.GRACE, "grace (policy loss), contrastive (InfoNCE baseline) or both")
     model: str | None = _f(None, "model to start from: a name, a model directory, or a LoRA adapter directory "
-                                 "(with --lora that adapter is trained further) (None: the encoder's default model)")
-    rollouts: int = _f(8, "K: sampled rationales per positive (or per text, unsupervised)")
-    batch_size: int = _f(64, "B: triplets (or texts) per optimiser step")
+                                 "(with --lora that adapter is trained further) (None: the encoder's default model)",
+                           aliases=("-m", "--init-from"))
+    rollouts: int = _f(8, "K: sampled rationales per positive (or per text, unsupervised)", aliases=("-k",))
+    batch_size: int = _f(64, "B: triplets (or texts) per optimiser step", aliases=("-b",))
     tau: float = _f(0.1, "temperature dividing the total reward")
     lambda_consistency: float = _f(0.2, "lambda1: weight of the consistency reward")
     lambda_hard: float = _f(0.2, "lambda2: weight of the in-batch hard-negative reward")
@@ -84,12 +111,11 @@ class TrainConfig:
     reward_variant: RewardVariant = _f(RewardVariant.PAPER, "supervised reward: paper, per_rollout, soft_rank (InfoNCE as a reward) or margin")
     rollout_temperature: float = _f(1.0, "sampling temperature of the K rollouts")
     single_temperature: float = _f(0.5, "sampling temperature of the single query/negative/anchor rationale")
-    max_rationale_tokens: int = _f(256, "maximum generated rationale tokens (documents, rollouts; the trained model is served with it)")
-    query_rationale_tokens: int | None = _f(None, "rationale tokens for queries (None: max_rationale_tokens; 0: queries get no rationale)")
-    max_input_tokens: int = _f(512, "maximum tokens of the input text inside the prompt")
-    layer: str | None = _f(None, "hidden layer pooled in training and recorded for inference: last or penultimate (None: the model's setting)")
-    pooling: str | None = _f(None, "pooling in training and recorded for inference: mean, rationale, balanced, last, max (None: the model's setting)")
-    length_penalty: float | None = _f(-1.0, "reward of a rollout cut at the length limit without EOS; \"off\" (or None): cut rollouts keep their reward")
+    encoder: EncoderConfig = field(default_factory=train_encoder, metadata={"help": (
+        "settings of the encoder being trained, recorded in the published model: an [encoder] table in TOML, "
+        "encoder: in YAML, the encoder options on the command line (unset ones follow the model)")})
+    length_penalty: float | None = _f(-1.0, "reward of a rollout cut at the length limit without EOS; \"off\" (or None): "
+                                            "cut rollouts keep their reward", metavar="FLOAT|off", parse=parse_length_penalty)
     estimator: Estimator = _f(Estimator.GRPO, "RL estimator: grpo, dr_grpo, dapo, reinforce_pp, remax")
     advantage_std_floor: float | None = _f(None, "divide advantages by max(group reward std, this floor) (None: no std division, the paper)")
     dynamic_sampling: bool = _f(False, "leave groups whose K rewards are all equal out of the policy update (counted per step)")
@@ -100,12 +126,16 @@ class TrainConfig:
     dual_clip: float = _f(3.0, "dual-clip constant c bounding the loss of negative advantages")
     kl_coef: float = _f(0.0, "coefficient of the KL penalty to the initial policy (paper: 0)")
     track_kl: bool = _f(True, "compute KL to the initial policy every step as a metric")
+    reference_copy: bool = _f(True, "full fine-tuning: keep a frozen copy of the initial weights (the KL reference and "
+                                    "the writer of the contrastive objective's rationales; twice the memory). With LoRA "
+                                    "the initial weights are the adapter switched off and no copy is needed")
     infonce_tau: float = _f(0.05, "temperature of the InfoNCE contrastive loss")
     contrastive_weight: float = _f(1.0, "weight of the InfoNCE loss in the 'both' objective")
     lm_weight: float = _f(0.0, "weight of the language-model term (contrastive objective): NLL of the base model's own "
                                "greedy rationales, relative to the base; keeps the model writing as it did (0: off)")
     contrastive_weight_end: float | None = _f(None, "if set, the InfoNCE weight moves linearly from contrastive_weight to this by the last step")
-    learning_rate: float = _f(1e-6, "AdamW learning rate, constant (paper 1e-6 full; ~1e-4 suits LoRA)")
+    learning_rate: float = _f(1e-6, "AdamW learning rate, constant (paper 1e-6 full; ~1e-4 suits LoRA)",
+                              aliases=("--lr",))
     weight_decay: float = _f(0.01, "AdamW weight decay")
     grad_clip: float = _f(1.0, "maximum global gradient norm (0: no clipping)")
     steps: int | None = _f(None, "optimiser steps (None: run `epochs` passes over the data)")
@@ -113,17 +143,18 @@ class TrainConfig:
     max_minutes: float | None = _f(None, "wall-clock budget: stop after the step that passes it and save (None: no limit)")
     grad_accum: int = _f(1, "micro-batches per update; gradients accumulate. InfoNCE negatives come from the "
                             "micro-batch only, so grad_accum > 1 gives InfoNCE fewer in-batch negatives")
-    lora: bool = _f(False, "train a LoRA adapter (peft) instead of all weights")
+    lora: bool = _f(False, "train a LoRA adapter (peft) instead of all weights", off="--full")
     lora_rank: int = _f(16, "LoRA rank r")
     lora_alpha: int = _f(32, "LoRA alpha")
     lora_dropout: float = _f(0.0, "LoRA dropout")
     lora_target_modules: list[str] = _f(
         ["q_proj", "k_proj", "v_proj", "o_proj"], "module names LoRA adapts")
-    merge: bool = _f(False, "with lora: publish merged full weights instead of the adapter (a few MB)")
+    merge: bool = _f(False, "with lora: publish merged full weights instead of the adapter (a few MB)",
+                     off="--adapter")
     negatives_per_query: int = _f(1, "BM25 hard negatives per query when building triplets from BEIR")
     mixed_precision: str = _f("auto", "accelerate mixed precision: auto, no, bf16 or fp16")
     seed: int = _f(0, "random seed (data order, sampling, initialisation)")
-    output_dir: str | None = _f(None, "where the trained model directory is written")
+    output_dir: str | None = _f(None, "where the trained model directory is written", aliases=("--out", "-o"))
     save_every: int = _f(50, "checkpoint every N steps (0: only at the end)")
     eval_every: int = _f(0, "evaluate every N steps when an eval set is given (0: before and after only)")
     eval_split: str = _f("dev", "qrels split of the evaluation BEIR folder")
@@ -134,10 +165,6 @@ class TrainConfig:
             if self.length_penalty.strip().lower() != "off":
                 raise ConfigError(f"length_penalty must be a number or \"off\", got {self.length_penalty!r}")
             self.length_penalty = None
-        if self.layer is not None:
-            self.layer = parse_choice(Layer, self.layer, "layer").value
-        if self.pooling is not None:
-            self.pooling = parse_choice(Pooling, self.pooling, "pooling").value
         self.mode = parse_choice(Mode, self.mode, "mode")
         self.objective = parse_choice(Objective, self.objective, "objective")
         self.estimator = parse_choice(Estimator, self.estimator, "estimator")
@@ -173,10 +200,8 @@ class TrainConfig:
         need(self.rollout_temperature > 0,
              f"rollout_temperature must be > 0 (rollouts are sampled), got {self.rollout_temperature}")
         need(self.single_temperature >= 0, f"single_temperature must be >= 0, got {self.single_temperature}")
-        need(self.max_rationale_tokens >= 1, f"max_rationale_tokens must be >= 1, got {self.max_rationale_tokens}")
-        need(self.max_input_tokens >= 1, f"max_input_tokens must be >= 1, got {self.max_input_tokens}")
-        need(self.query_rationale_tokens is None or self.query_rationale_tokens >= 0,
-             f"query_rationale_tokens must be >= 0, got {self.query_rationale_tokens}")
+        need(self.encoder.max_rationale_tokens >= 1, "encoder.max_rationale_tokens must be >= 1 for training "
+             f"(rollouts are rationales), got {self.encoder.max_rationale_tokens}")
         need(self.length_penalty is None or math.isfinite(self.length_penalty),
              f"length_penalty must be a finite number or \"off\", got {self.length_penalty}")
         need(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
@@ -206,6 +231,16 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
         need(self.lm_weight >= 0 and math.isfinite(self.lm_weight), f"lm_weight must be >= 0, got {self.lm_weight}")
+        no_copy = not self.lora and not self.reference_copy
+        need(not (no_copy and (self.kl_coef > 0 or self.lm_weight > 0)),
+             "kl_coef and lm_weight compare the policy with its initial weights; full fine-tuning with "
+             "reference_copy = false keeps no copy of them: set reference_copy = true, use lora, or set both to 0")
+        need(self.encoder.writer is not Writer.BASE or (self.lora and not self.merge),
+             "writer = base serves the trained weights as a reader of the base model's rationales, so the base "
+             "must stay known: train a LoRA adapter (lora = true, merge = false) or use writer = model")
+        need(self.encoder.writer is not Writer.BASE or self.objective == Objective.CONTRASTIVE,
+             "writer = base: the base model writes every rationale, so the grace/both objectives have nothing to "
+             "train; use objective = contrastive or writer = model")
         need(self.lm_weight == 0 or self.objective == Objective.CONTRASTIVE,
              "lm_weight applies to the contrastive objective (it scores the base model's memoised rationales); "
              "for the grace/both objectives keep the policy near the base with kl_coef")
@@ -216,19 +251,6 @@ class TrainConfig:
         need(bool(self.eval_split.strip()), "eval_split must name a qrels split, e.g. dev")
 
     @property
-    def query_tokens(self) -> int:
-        """Rationale tokens for queries."""
-        return self.max_rationale_tokens if self.query_rationale_tokens is None else self.query_rationale_tokens
-
-    def encoder_settings(self) -> dict[str, Any]:
-        """The encoder settings this run trains for (and records in grace_encoder.json); unset ones follow the model."""
-        out: dict[str, Any] = {"max_rationale_tokens": self.max_rationale_tokens,
-                               "query_rationale_tokens": self.query_rationale_tokens,
-                               "max_input_tokens": self.max_input_tokens}
-        out.update({k: getattr(self, k) for k in ("layer", "pooling") if getattr(self, k) is not None})
-        return out
-
-    @property
     def upper_clip(self) -> float:
         """The upper clip epsilon in force (estimator default when ``clip_eps_high`` is None)."""
         if self.clip_eps_high is not None:
@@ -236,11 +258,13 @@ class TrainConfig:
         return ESTIMATORS[self.estimator].clip_high or self.clip_eps
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings (enums as their string values)."""
+        """JSON-able settings (enums as their string values); ``encoder``: its explicit settings only,
+        so ``from_dict(to_dict())`` gives the same config."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
             out[f.name] = v.value if isinstance(v, enum.Enum) else v
+        out["encoder"] = self.encoder.to_dict(explicit_only=True)
         out["data"] = [{"path": s.path, "weight": s.weight} for s in self.data]
         return out
 
@@ -250,22 +274,57 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
-        """Build from a mapping; unknown keys are refused with the list of valid ones."""
+        """Build from a mapping with an ``encoder`` mapping inside; unknown keys are refused with the
+        list of valid ones. A flat mapping of the old shape (encoder settings at the top level) is
+        moved into ``encoder`` with one deprecation warning."""
+        data = nest_encoder_settings(data, source, warn=True)
         valid = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - valid)
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
                               f"valid settings are: {', '.join(sorted(valid))}")
+        table = data.pop("encoder", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: encoder must be a table of encoder settings ([encoder] in TOML, "
+                              f"encoder: in YAML), got {table!r}")
+        checked = EncoderConfig.from_dict(table, f"{source}: [encoder]")
+        encoder = train_encoder().with_changes(**checked.to_dict(explicit_only=True))
         try:
-            return cls(**data)
+            return cls(encoder=encoder, **data)
         except TypeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+
+def nest_encoder_settings(data: dict[str, Any], source: str = "config", warn: bool = False) -> dict[str, Any]:
+    """A config mapping of the old flat shape with its encoder settings moved into ``encoder``.
+
+    Old configs and checkpoints wrote ``max_rationale_tokens`` ... ``pooling`` at the top level
+    (``layer``/``pooling`` None meant "the model's"); the shape is accepted for one release.
+    """
+    flat = [key for key in FLAT_ENCODER_KEYS if key in data]
+    if not flat:
+        return dict(data)
+    table = data.get("encoder", {})
+    if not isinstance(table, dict):
+        return dict(data)  # from_dict names the problem
+    both = sorted(set(flat) & set(table))
+    if both:
+        raise ConfigError(f"{source}: {', '.join(both)} given both at the top level and under encoder; "
+                          "keep only the encoder one")
+    if warn:
+        log.warning("%s: %s at the top level is deprecated; move it into the [encoder] table (encoder: in YAML)",
+                    source, ", ".join(flat))
+    out = {k: v for k, v in data.items() if k not in flat}
+    moved = {k: data[k] for k in flat if not (k in ("layer", "pooling") and data[k] is None)}
+    out["encoder"] = {**moved, **table}
+    return out
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TrainConfig from a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON file.
 
-    A ``[train]`` table (or ``train:`` mapping) is used when present, else the top level.
+    A ``[train]`` table (or ``train:`` mapping) is used when present, else the top level; encoder
+    settings go in an ``[encoder]`` table (``[train.encoder]`` inside ``[train]``).
     """
     path = Path(path)
     if not path.is_file():
@@ -293,7 +352,10 @@ def load_config(path: str | Path) -> TrainConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
     if isinstance(data.get("train"), dict):
-        data = data["train"]
+        if "encoder" in data and "encoder" in data["train"]:
+            raise ConfigError(f"config file {path}: encoder settings given twice ([encoder] and [train.encoder]); "
+                              "keep one")
+        data = {**({"encoder": data["encoder"]} if "encoder" in data else {}), **data["train"]}
     return TrainConfig.from_dict(data, source=str(path))
 
 

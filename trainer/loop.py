@@ -70,7 +70,7 @@ def _frozen_copy(model: Any) -> Any:
 
 def training_encoder_config(config: TrainConfig, model_settings: dict[str, Any]) -> EncoderConfig:
     """The encoder this run trains (and publishes): the run's settings, the model's for the rest."""
-    return EncoderConfig(cache=False, **config.encoder_settings()).resolve(model_settings)
+    return config.encoder.with_changes(cache=False).resolve(model_settings)
 
 
 class GraceTrainer:
@@ -89,7 +89,8 @@ class GraceTrainer:
         # accelerate's mixed precision autocasts the compute
         model = backbone.model.float()
         memo = config.objective == Objective.CONTRASTIVE and config.mode == Mode.SUPERVISED
-        writer = _frozen_copy(model) if memo else None  # before LoRA layers are injected into ``model``
+        keeps_initial = config.lora or config.reference_copy  # (config checks refuse what would need it otherwise)
+        writer = _frozen_copy(model) if memo and keeps_initial else None  # before LoRA layers are injected
         model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -97,14 +98,15 @@ class GraceTrainer:
         self.policy = self.accelerator.unwrap_model(self.model)
         tok = backbone.tokenizer
         self.spec = PoolSpec(self.encoder_config.pooling, self.encoder_config.layer)
-        self.builders = {role: PromptBuilder(tok, self.encoder_config.instruction(role), config.max_input_tokens)
+        self.builders = {role: PromptBuilder(tok, self.encoder_config.instruction(role),
+                                           self.encoder_config.max_input_tokens)
                          for role in Role}
         self.generator = HFGenerator(self.policy, tok, batch_size=max(1, config.batch_size * config.rollouts))
         self.representer = Representer(self.policy, tok, self.spec, self.generator)
         self.pad_id = self.representer.pad_id
-        self.sampler = Sampler(self.representer, config.max_rationale_tokens)
+        self.sampler = Sampler(self.representer, self.encoder_config.max_rationale_tokens)
         self.total_steps = 1
-        track = config.track_kl or config.kl_coef > 0
+        track = (config.track_kl or config.kl_coef > 0) and keeps_initial
         self.reference = ReferencePolicy(self.policy, config.lora) if track else None
         self.memo = RationaleMemo(self._writer(writer, tok) if writer is not None else self.sampler)
         self.spec_rl = ESTIMATORS[config.estimator]
@@ -113,7 +115,7 @@ class GraceTrainer:
     def _writer(self, model: Any, tokenizer: Any) -> Sampler:
         """The memo's writer: a frozen copy of the initial weights, with its own generator."""
         generator = HFGenerator(model, tokenizer, batch_size=max(1, self.config.batch_size))
-        return Sampler(Representer(model, tokenizer, self.spec, generator), self.config.max_rationale_tokens)
+        return Sampler(Representer(model, tokenizer, self.spec, generator), self.encoder_config.max_rationale_tokens)
 
     def as_encoder(self) -> Any:
         """The current policy as a GraceEncoder (greedy rationales, no cache), for evaluation."""
@@ -170,8 +172,9 @@ class GraceTrainer:
         if cfg.objective == Objective.CONTRASTIVE and cfg.mode == Mode.SUPERVISED:
             # InfoNCE trains the representation of the rationales the encoder writes (greedy):
             # each text's is decoded once and reused in later steps and epochs
-            return memo_rollout(self.memo, self.builders[Role.QUERY].build, doc, batch, cfg.query_tokens,
-                                cfg.max_rationale_tokens, cfg.negatives_per_query)
+            return memo_rollout(self.memo, self.builders[Role.QUERY].build, doc, batch,
+                                self.encoder_config.rationale_tokens(Role.QUERY),
+                                self.encoder_config.max_rationale_tokens, cfg.negatives_per_query)
         common = dict(rollout_temperature=cfg.rollout_temperature, single_temperature=cfg.single_temperature,
                       seed=cfg.seed, step=step, greedy=self.spec_rl.needs_greedy_baseline
                       and cfg.objective != Objective.CONTRASTIVE)
@@ -179,8 +182,8 @@ class GraceTrainer:
             k = 1 if cfg.objective == Objective.CONTRASTIVE else cfg.rollouts
             return unsupervised_rollout(self.sampler, doc, batch, k=k, **common)
         return supervised_rollout(self.sampler, self.builders[Role.QUERY].build, doc, batch, k=cfg.rollouts,
-                                  negatives=cfg.negatives_per_query, query_tokens=cfg.query_tokens,
-                                  group=cfg.objective != Objective.CONTRASTIVE, **common)
+                                  negatives=cfg.negatives_per_query,
+                                  query_tokens=self.encoder_config.rationale_tokens(Role.QUERY), group=cfg.objective != Objective.CONTRASTIVE, **common)
 
     # -- gradient pass ---------------------------------------------------------------------
     def _update(self, ro: Rollout, scored: Scored | None, same: Tensor | None, cl_weight: float) -> dict[str, float]:
@@ -243,7 +246,7 @@ class GraceTrainer:
             old_logp = _right_aligned([old[i] for i in idx], out.logp.shape[1]).to(out.logp.device)  # (n, T)
             pl, pstats = policy_loss(cfg.estimator, out.logp, old_logp, adv, out.mask,
                                      clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
-                                     dual_clip=cfg.dual_clip, max_len=cfg.max_rationale_tokens, **totals)
+                                     dual_clip=cfg.dual_clip, max_len=self.encoder_config.max_rationale_tokens, **totals)
             loss = loss + pl
             stats.update(policy_loss=float(pl.detach()), clip_frac=pstats["clip_frac"],
                          ratio_dev=float(((out.logp.detach() - old_logp).exp() - 1).abs()[out.mask.bool()].mean())

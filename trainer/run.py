@@ -28,7 +28,7 @@ from grace_rag.models import Backbone, read_encoder_settings, write_encoder_sett
 
 from .checkpoint import SUMMARY_FILE, check_output_dir, list_checkpoints, load_checkpoint, publish_dir, save_checkpoint
 from .collectives import all_reduce
-from .config import Mode, TrainConfig
+from .config import Mode, TrainConfig, nest_encoder_settings
 from .data import load_supervised, load_texts
 from .loop import GraceTrainer
 from .mix import DataSource, MixSampler, SourceLosses, check_weights, mine_negatives
@@ -99,11 +99,25 @@ def total_steps(config: TrainConfig, n_examples: int) -> int:
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    defaults = TrainConfig().to_dict()  # a setting added after the checkpoint was written had its default then
-    diff = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current[k])
+    """Refuse to resume with other settings; a checkpoint of the old flat config shape is nested first."""
+    defaults = _dotted(TrainConfig().to_dict())  # a setting added after the checkpoint was written had its default then
+    saved, current = _dotted(nest_encoder_settings(saved)), _dotted(current)
+    diff = sorted(k for k in current.keys() | saved.keys() if k.partition(".")[0] not in RESUMABLE_CHANGES
+                  and saved.get(k, defaults.get(k)) != current.get(k, defaults.get(k)))
     if diff:
         raise ConfigError(f"cannot resume: settings differ from the checkpointed run ({', '.join(diff)}); "
                           "use the same settings or start a new output directory")
+
+
+def _dotted(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"encoder": {"pooling": ...}}`` as ``{"encoder.pooling": ...}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def retrieval_evaluator(beir_dir: str | Path, config: TrainConfig) -> Evaluator:

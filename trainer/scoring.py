@@ -90,8 +90,8 @@ def diagnose(cfg: TrainConfig, finished: Tensor, rewards: Tensor, signal: Tensor
     share = f"{int(dead.sum())} of {dead.numel()} groups carry no advantage"
     all_cut = (~finished[dead]).all(dim=1) if dead.any() else torch.zeros(0, dtype=torch.bool)
     if cfg.length_penalty is not None and all_cut.numel() and bool(all_cut.float().mean() > 0.5):
-        return (f"{share}: all their rollouts hit max_rationale_tokens={cfg.max_rationale_tokens} without EOS and "
-                f"scored the length penalty {cfg.length_penalty}; raise --max-rationale-tokens or pass "
+        return (f"{share}: all their rollouts hit the rationale length limit "
+                f"(encoder.max_rationale_tokens) without EOS and scored the length penalty {cfg.length_penalty}; raise --max-rationale-tokens or pass "
                 "--length-penalty off")
     return (f"{share}: their {rewards.shape[1]} rollouts scored the same reward (rationales too alike); use a "
             "reward that varies per rollout (--reward-variant soft_rank or margin), raise rollout_temperature, "

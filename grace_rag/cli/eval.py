@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from grace_rag.config import Layer, Pooling, Quantization
+from grace_rag.cli.settings import Given, config_options
+from grace_rag.config import EncoderConfig
 
 RETRIEVAL_COLUMNS = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "docs_per_s"]
 #: rationale quality of GraceEncoder rows (grace_rag.evaluation.rationale_quality), header -> key
@@ -47,10 +48,12 @@ def results_table(payload: dict[str, Any]) -> Table:
     return table
 
 
+@config_options(settings=EncoderConfig)
 def eval_command(
     dataset_dir: Annotated[Path, typer.Argument(
         exists=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or an STS .tsv "
                           "file / a folder of sts-<split>.tsv files.")],
+    settings: Given,
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="Model to evaluate, repeatable: bm25, minilm, default, "
                               "a GraceEncoder model name or a model directory; hybrid:NAME fuses "
@@ -63,13 +66,6 @@ def eval_command(
     distractors: Annotated[int, typer.Option(
         help="BM25 distractors per query in a retrieval subset (then random fill).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the subset sample.")] = 0,
-    rationale_tokens: Annotated[int | None, typer.Option(
-        help="GraceEncoder rationale length; 0 embeds the text alone.")] = None,
-    pooling: Annotated[Pooling | None, typer.Option(help="GraceEncoder pooling.")] = None,
-    layer: Annotated[Layer | None, typer.Option(help="GraceEncoder hidden layer.")] = None,
-    query_rationale_tokens: Annotated[int | None, typer.Option(
-        min=0, help="GraceEncoder rationale length for queries (default: the model's).")] = None,
-    quantization: Annotated[Quantization | None, typer.Option(help="GraceEncoder quantization: none, bf16 or int8.")] = None,
     fusion: Annotated[str | None, typer.Option(
         help="Fusion of hybrid:NAME models: rrf or weighted (default: the index's default).")] = None,
     alpha: Annotated[float | None, typer.Option(
@@ -82,18 +78,17 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON results here.")] = None,
 ) -> None:
-    """Evaluate models on a retrieval or STS dataset and print the metrics."""
-    from grace_rag.evaluation import EvalRequest, GraceSettings, run_eval
+    """Evaluate models on a retrieval or STS dataset and print the metrics.
+
+    Encoder settings apply to every GraceEncoder model evaluated (the model's own fill the rest).
+    """
+    from grace_rag.evaluation import EvalRequest, run_eval
     from grace_rag.indexes.fusion import FusionConfig
 
     request = EvalRequest(
         dataset=dataset_dir, models=model or ["default"], split=split, subset=subset,
         corpus_size=corpus_size, distractors=distractors, seed=seed,
-        grace=GraceSettings(rationale_tokens=rationale_tokens,
-                            pooling=pooling.value if pooling else None,
-                            layer=layer.value if layer else None,
-                            query_rationale_tokens=query_rationale_tokens,
-                            quantization=quantization.value if quantization else None),
+        grace=settings.build(),
         fusion=FusionConfig.from_options(fusion, alpha), rationale_metrics=rationale_metrics,
     )
     payload = run_eval(request)

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 import os
-import typing
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,8 @@ from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
 
-from grace_rag.cli.options import DeviceOpt, JsonOpt, QuietOpt, RationaleTokensOpt
+from grace_rag.cli.options import DeviceOpt, JsonOpt, QuietOpt
+from grace_rag.cli.settings import Given, config_options
 from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
 from grace_rag.textio import shown
@@ -32,14 +32,6 @@ ModelOpt = Annotated[str | None, typer.Option(
 
 def _choices(enum: type[Enum]) -> str:
     return ", ".join(member.value for member in enum)
-
-
-def _setting_help(name: str) -> str:
-    """An EncoderConfig field's own help, with its choices (new choices show up here by themselves)."""
-    field = {f.name: f for f in dataclasses.fields(EncoderConfig)}[name]
-    kind = typing.get_type_hints(EncoderConfig)[name]
-    choices = f" Choices: {_choices(kind)}." if isinstance(kind, type) and issubclass(kind, Enum) else ""
-    return f"{field.metadata.get('help', name)}{choices} Recorded in the index; later runs and queries reuse it."
 
 
 def _ingest_help(name: str) -> str:
@@ -56,11 +48,6 @@ def _ray_help(name: str) -> str:
     return {f.name: f for f in dataclasses.fields(RayConfig)}[name].metadata["help"] + " With --ray."
 
 
-LayerOpt = Annotated[str | None, typer.Option("--layer", help=_setting_help("layer"))]
-PoolingOpt = Annotated[str | None, typer.Option("--pooling", help=_setting_help("pooling"))]
-QueryTokensOpt = Annotated[int | None, typer.Option("--query-rationale-tokens", min=0,
-                                                    help=_setting_help("query_rationale_tokens"))]
-QuantizationOpt = Annotated[str | None, typer.Option("--quantization", help=_setting_help("quantization"))]
 ModeOpt = Annotated[str, typer.Option("--mode", help=f"Search mode: {_choices(SearchMode)}.")]
 FusionOpt = Annotated[str | None, typer.Option(
     "--fusion", help=f"Hybrid fusion: {_choices(FusionMethod)} (default {DEFAULT_FUSION.value}).")]
@@ -117,19 +104,16 @@ def _summary(report: Any) -> str:
     return "\n".join(lines)
 
 
+@config_options(settings=EncoderConfig)
 def index_command(
     path: Annotated[Path, typer.Argument(help="Folder (searched recursively) or file to index.")],
+    settings: Given,
     index: IndexDir = DEFAULT_INDEX,
     model: ModelOpt = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: half the model's input length).")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default: chunk size / 8).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Chunks embedded and saved together.")] = 8,
     max_file_mb: Annotated[float, typer.Option(help=_ingest_help("max_file_mb"))] = 10.0,
-    rationale_tokens: RationaleTokensOpt = None,
-    query_rationale_tokens: QueryTokensOpt = None,
-    layer: LayerOpt = None,
-    pooling: PoolingOpt = None,
-    quantization: QuantizationOpt = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
     nprobe: Annotated[int | None, typer.Option(
         min=0, help="IVF lists a search visits; 0 measures it when the IVF index is built (recall@10 0.95 on "
@@ -142,16 +126,17 @@ def index_command(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Index a folder: read, chunk and embed new or changed files; drop deleted ones."""
+    """Index a folder: read, chunk and embed new or changed files; drop deleted ones.
+
+    Encoder settings are recorded in the index; later runs and queries reuse them.
+    """
     from grace_rag.indexes.distributed import RayConfig, require_ray
     from grace_rag.indexes.ingest import IngestConfig
     from grace_rag.indexes.service import IndexRequest, index_folder
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    settings = {"max_rationale_tokens": rationale_tokens, "query_rationale_tokens": query_rationale_tokens,
-                "layer": layer, "pooling": pooling, "quantization": quantization}
     request = IndexRequest(
-        path=path, index_dir=index, model=model, settings={k: v for k, v in settings.items() if v is not None},
+        path=path, index_dir=index, model=model, settings=settings.build(),
         factory=factory, nprobe=nprobe, device=device,
         ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size,
                             max_file_mb=max_file_mb),
@@ -170,8 +155,10 @@ def index_command(
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else _summary(report))
 
 
+@config_options(settings=EncoderConfig)
 def query_command(
     text: Annotated[str, typer.Argument(help="What to search for.")],
+    settings: Given,
     index: IndexDir = DEFAULT_INDEX,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of hits.")] = 5,
     mode: ModeOpt = DEFAULT_MODE.value,
@@ -185,12 +172,15 @@ def query_command(
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print {query, mode, hits: [...]} as JSON.")] = False,
 ) -> None:
-    """Search an index (hybrid by default) with the model and settings that built it."""
+    """Search an index (hybrid by default) with the model and settings that built it.
+
+    Encoder settings given here must match the index's (they are checked against its fingerprint).
+    """
     from grace_rag.indexes.fusion import FusionConfig
     from grace_rag.indexes.service import parse_where, query_index
 
     result = query_index(index, text, k=k, explain=explain, where=parse_where(where), model=model, device=device,
-                         mode=mode, fusion=FusionConfig.from_options(fusion, alpha))
+                         mode=mode, fusion=FusionConfig.from_options(fusion, alpha), settings=settings.build())
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return

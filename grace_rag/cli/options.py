@@ -7,9 +7,6 @@ from typing import Annotated
 import typer
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Built-in alias, model directory or .gguf file.")]
-RationaleTokensOpt = Annotated[
-    int | None, typer.Option("--rationale-tokens", min=0, help="Rationale length in tokens (0 = plain pooling).")
-]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

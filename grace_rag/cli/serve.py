@@ -8,11 +8,15 @@ from typing import Annotated
 import typer
 
 from grace_rag.cli.options import DeviceOpt
+from grace_rag.cli.settings import Given, config_options
+from grace_rag.config import EncoderConfig
 
 DEFAULT_INDEX = Path(".grace-index")
 
 
+@config_options(settings=EncoderConfig)
 def serve_command(
+    settings: Given,
     index: Annotated[Path, typer.Option("--index", help="Index directory to search (its model and settings are used).")] = DEFAULT_INDEX,
     embeddings_only: Annotated[bool, typer.Option("--embeddings-only", help="No index: serve /v1/embeddings for --model.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --embeddings-only (default: the embedded one).")] = None,
@@ -29,7 +33,11 @@ def serve_command(
     shutdown_timeout: Annotated[float, typer.Option(min=0, help="Seconds requests in flight get to finish on SIGTERM/Ctrl-C.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
-    """Serve an index over HTTP with the model kept warm: OpenAI-compatible POST /v1/embeddings, POST /search, GET /health, GET /info."""
+    """Serve an index over HTTP with the model kept warm: OpenAI-compatible POST /v1/embeddings, POST /search, GET /health, GET /info.
+
+    Encoder settings given here must match the index's (checked against its fingerprint); with
+    --embeddings-only they configure the served model.
+    """
     from grace_rag.server.run import build_service, listen, serve
     from grace_rag.server.service import ServeLimits
 
@@ -37,7 +45,7 @@ def serve_command(
                          max_k=max_k, batch_texts=batch_texts, batch_wait_ms=batch_wait_ms)
     sock = listen(host, port)  # a busy port is refused before the model loads
     try:
-        service = build_service(None if embeddings_only else index, model, device, limits)
+        service = build_service(None if embeddings_only else index, model, device, limits, settings.build())
     except BaseException:
         sock.close()
         raise

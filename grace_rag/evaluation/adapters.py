@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from grace_rag.config import EncoderConfig, runtime_fields
 from grace_rag.errors import ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -134,28 +135,6 @@ class MiniLMEmbedder:
         return self._encode(texts)
 
 
-@dataclass(frozen=True)
-class GraceSettings:
-    """Overrides of :class:`~grace_rag.EncoderConfig` for an evaluated GraceEncoder.
-
-    ``None`` keeps the encoder's default.
-    """
-
-    rationale_tokens: int | None = None
-    pooling: str | None = None
-    layer: str | None = None
-    cache: bool | None = None
-    query_rationale_tokens: int | None = None
-    quantization: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def config_overrides(self) -> dict[str, Any]:
-        values = {"max_rationale_tokens": self.rationale_tokens, "pooling": self.pooling,
-                  "layer": self.layer, "cache": self.cache, "query_rationale_tokens": self.query_rationale_tokens,
-                  "quantization": self.quantization, **self.extra}
-        return {key: value for key, value in values.items() if value is not None}
-
-
 @dataclass
 class LoadedModel:
     """A model ready to evaluate, with the label and settings its results are reported under."""
@@ -165,39 +144,34 @@ class LoadedModel:
     settings: dict[str, Any]
 
 
-def _load_bm25(settings: GraceSettings) -> LoadedModel:
+def _load_bm25(settings: EncoderConfig) -> LoadedModel:
     return LoadedModel("bm25", BM25Retriever(), {"k1": 1.5, "b": 0.75, "stemmer": "english"})
 
 
-def _load_minilm(settings: GraceSettings) -> LoadedModel:
+def _load_minilm(settings: EncoderConfig) -> LoadedModel:
     return LoadedModel("minilm", MiniLMEmbedder(), {"path": "all-MiniLM-L6-v2"})
 
 
-def _load_grace(name: str, settings: GraceSettings) -> LoadedModel:
-    from grace_rag import EncoderConfig, GraceEncoder
+def _load_grace(name: str, settings: EncoderConfig) -> LoadedModel:
+    from grace_rag import GraceEncoder
 
-    config = EncoderConfig(**settings.config_overrides())
-    encoder = GraceEncoder(config=config) if name == "default" else GraceEncoder(model=name,
-                                                                                config=config)
+    encoder = GraceEncoder(config=settings) if name == "default" else GraceEncoder(model=name, config=settings)
     details = encoder.config.to_dict()  # the effective settings (the model's own fill what was not given)
     label = grace_label(name, settings)
     return LoadedModel(label, encoder, {"model": encoder.model_name,
                                         "fingerprint": encoder.fingerprint, **details})
 
 
-def grace_label(name: str, settings: GraceSettings) -> str:
-    """A short display label, e.g. ``default[rt=32,pool=max]``."""
-    parts = []
-    if settings.rationale_tokens is not None:
-        parts.append(f"rt={settings.rationale_tokens}")
-    if settings.pooling is not None:
-        parts.append(f"pool={settings.pooling}")
-    if settings.layer is not None:
-        parts.append(f"layer={settings.layer}")
-    if settings.query_rationale_tokens is not None:
-        parts.append(f"qrt={settings.query_rationale_tokens}")
-    if settings.quantization is not None:
-        parts.append(f"q={settings.quantization}")
+#: short names of settings in result labels (the others appear under their field name)
+LABEL_NAMES = {"max_rationale_tokens": "rt", "pooling": "pool", "layer": "layer", "query_rationale_tokens": "qrt",
+               "quantization": "q"}
+
+
+def grace_label(name: str, settings: EncoderConfig) -> str:
+    """A short display label of the settings given explicitly, e.g. ``default[rt=32,pool=max]``."""
+    given = settings.to_dict(explicit_only=True)
+    order = [*LABEL_NAMES, *(k for k in given if k not in LABEL_NAMES)]
+    parts = [f"{LABEL_NAMES.get(k, k)}={given[k]}" for k in order if k in given and k not in runtime_fields(EncoderConfig)]
     return f"{name}[{','.join(parts)}]" if parts else name
 
 
@@ -207,13 +181,14 @@ BUILTIN_MODELS = {"bm25": _load_bm25, "minilm": _load_minilm}
 HYBRID_PREFIX = "hybrid:"
 
 
-def load_model(name: str, settings: GraceSettings | None = None, fusion: Any = None) -> LoadedModel:
+def load_model(name: str, settings: EncoderConfig | None = None, fusion: Any = None) -> LoadedModel:
     """Resolve ``bm25``, ``minilm``, ``default``, any GraceEncoder name/path, or ``hybrid:<one of those>``.
 
-    ``hybrid:NAME`` fuses NAME's dense ranking with BM25 as a grace-rag index does
-    (``fusion``, a :class:`~grace_rag.indexes.fusion.FusionConfig`, or the index's defaults).
+    ``settings``: its explicit fields override a GraceEncoder's. ``hybrid:NAME`` fuses NAME's dense
+    ranking with BM25 as a grace-rag index does (``fusion``, a
+    :class:`~grace_rag.indexes.fusion.FusionConfig`, or the index's defaults).
     """
-    settings = settings or GraceSettings()
+    settings = settings or EncoderConfig()
     if not name.strip():
         raise ConfigError("empty model name; use bm25, minilm, default, or a model path")
     if name.startswith(HYBRID_PREFIX):

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
 from grace_rag.evaluation.adapters import (
     DenseRetriever,
     Embedder,
-    GraceSettings,
     LoadedModel,
     Retriever,
     as_retriever,
@@ -141,7 +141,7 @@ class EvalRequest:
     corpus_size: int | None = None
     distractors: int = 5  # BM25 distractors per query in a retrieval subset
     seed: int = 0
-    grace: GraceSettings = field(default_factory=GraceSettings)
+    grace: EncoderConfig = field(default_factory=EncoderConfig)  # its explicit fields apply to GraceEncoder models
     fusion: Any = None  # FusionConfig for hybrid:NAME models (None: the index's defaults)
     rationale_metrics: bool = True  # GraceEncoder rows also report the quality of their rationales
 

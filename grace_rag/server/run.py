@@ -6,21 +6,23 @@ import logging
 import socket
 from pathlib import Path
 
+from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
-
 from grace_rag.server.service import GraceService, ServeLimits
 
 logger = logging.getLogger(__name__)
 
 
-def build_service(index_dir: Path | None, model: str | None, device: str, limits: ServeLimits) -> GraceService:
-    """The service for an index (its model and settings), or, without one, embeddings from ``model``."""
+def build_service(index_dir: Path | None, model: str | None, device: str, limits: ServeLimits,
+                  settings: EncoderConfig | None = None) -> GraceService:
+    """The service for an index (its model and settings; explicit ``settings`` must match them), or,
+    without one, embeddings from ``model`` with ``settings``."""
     if index_dir is not None:
-        return GraceService.for_index(index_dir, device, limits)
+        return GraceService.for_index(index_dir, device, limits, settings)
     from grace_rag.encoder import GraceEncoder
     from grace_rag.models import DEFAULT_MODEL
 
-    return GraceService(GraceEncoder(model or DEFAULT_MODEL, device=device), None, limits)
+    return GraceService(GraceEncoder(model or DEFAULT_MODEL, config=settings, device=device), None, limits)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -80,13 +80,14 @@ class GraceService:
         self.in_flight = 0
 
     @classmethod
-    def for_index(cls, index_dir: Path, device: str = "auto", limits: ServeLimits | None = None) -> GraceService:
-        """Load the model and settings recorded by ``index_dir`` and open it."""
-        from grace_rag.indexes.service import load_encoder, open_index
+    def for_index(cls, index_dir: Path, device: str = "auto", limits: ServeLimits | None = None,
+                  settings: Any = None) -> GraceService:
+        """Load the model and settings recorded by ``index_dir`` (explicit ``settings`` over them) and open it."""
+        from grace_rag.indexes.service import load_recorded_encoder, open_index
 
         with open_index(index_dir) as index:  # a missing or foreign directory fails before the model loads
             recorded = index.manifest.encoder
-        return cls(load_encoder(recorded.model_name, recorded.settings, device), index_dir, limits)
+        return cls(load_recorded_encoder(Path(index_dir), recorded, device, settings), index_dir, limits)
 
     def _count_tokens(self, texts: list[str]) -> list[int]:
         tokenizer = getattr(getattr(self.encoder, "backbone", None), "tokenizer", None)

@@ -30,7 +30,7 @@ def invoke(*args: str):
 
 
 def index(docs: Path, model_dir: Path, *extra: str):
-    return invoke("index", docs, "--model", model_dir, "--rationale-tokens", "4", "--chunk-size", "96", *extra)
+    return invoke("index", docs, "--model", model_dir, "--max-rationale-tokens", "4", "--chunk-size", "96", *extra)
 
 
 def one_red_line(result) -> str:
@@ -94,7 +94,7 @@ def test_query_explain_and_filter(docs, model_dir):
 
 def test_a_different_encoder_is_refused_naming_both_models(docs, model_dir):
     index(docs, model_dir, "--quiet")
-    line = one_red_line(index(docs, model_dir, "--quiet", "--rationale-tokens", "2"))
+    line = one_red_line(index(docs, model_dir, "--quiet", "--max-rationale-tokens", "2"))
     assert "was built with model" in line and line.count(str(model_dir)) == 2
     assert "max_rationale_tokens=4" in line
 
@@ -179,7 +179,9 @@ def test_encoder_settings_are_recorded_and_queries_reuse_them(docs, model_dir):
     assert json.loads(invoke("index", docs, "--json").stdout)["chunks_embedded"] == 0  # the index knows its settings
     line = one_red_line(invoke("index", docs, "--layer", "last"))
     assert "settings differ" in line and "layer='penultimate'" in line
-    assert "unknown pooling 'median'" in one_red_line(index(docs, model_dir, "--index", "other", "--pooling", "median"))
+    wrong = index(docs, model_dir, "--index", "other", "--pooling", "median")  # a usage error: exit 2, one line
+    assert wrong.exit_code == 2 and "'median' is not one of 'mean', 'last'" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
 
 
 def test_help_lists_the_encoder_choices_from_the_config():

@@ -75,12 +75,14 @@ def test_grace_options_reach_the_encoder_config(app, beir_dir: Path, monkeypatch
     real_encoder = encoder_module.GraceEncoder
     seen = {}
 
-    def fake_encoder(model="default", config=None, **kwargs):
-        seen.update(model=model, config=config)
-        return real_encoder.from_backbone(tiny_backbone(), config)
+    class SpyEncoder(real_encoder):  # a GraceEncoder (the runner checks for one) on the tiny model
+        def __init__(self, model="default", config=None, **kwargs):
+            if not seen:  # the evaluated model (the rationale metrics build more encoders after it)
+                seen.update(model=model, config=config)
+            super().__init__(model, config, device="cpu", backbone=tiny_backbone())
 
-    monkeypatch.setattr(encoder_module, "GraceEncoder", fake_encoder)
-    result = invoke(app, str(beir_dir), "-m", "some/model-dir", "--rationale-tokens", "2",
+    monkeypatch.setattr(encoder_module, "GraceEncoder", SpyEncoder)
+    result = invoke(app, str(beir_dir), "-m", "some/model-dir", "--max-rationale-tokens", "2",
                     "--pooling", "max", "--layer", "penultimate", "--subset", "2", "--json")
     assert result.exit_code == 0, result.output
     config = seen["config"]

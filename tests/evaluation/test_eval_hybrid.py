@@ -72,7 +72,7 @@ def app() -> typer.Typer:
 
 
 def test_eval_cli_scores_hybrid_with_its_fusion_options(beir_dir, model_dir):
-    args = ["eval", str(beir_dir), "-m", "bm25", "-m", f"hybrid:{model_dir}", "--rationale-tokens", "2",
+    args = ["eval", str(beir_dir), "-m", "bm25", "-m", f"hybrid:{model_dir}", "--max-rationale-tokens", "2",
             "--alpha", "0.25", "--json"]
     result = CliRunner().invoke(app(), args)
     assert result.exit_code == 0, result.output

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from grace_rag.evaluation.adapters import GraceSettings, load_model
+from grace_rag.config import EncoderConfig
+from grace_rag.evaluation.adapters import load_model
 from grace_rag.evaluation.datasets import load_beir
 from grace_rag.evaluation.runner import evaluate_loaded
 
@@ -24,7 +25,7 @@ def test_default_model_ranks_topical_documents(tmp_path: Path, make_beir):
     queries = [{"_id": f"q-{key}", "text": query} for key, (query, _) in TOPICS.items()]
     qrels = [(f"q-{key}", key, 1) for key in TOPICS]
     dataset = load_beir(make_beir(tmp_path / "tiny", corpus, queries, qrels))
-    loaded = load_model("default", GraceSettings(rationale_tokens=16, cache=False))
+    loaded = load_model("default", EncoderConfig(max_rationale_tokens=16, cache=False))
     row = evaluate_loaded(loaded, dataset)
     assert row["model"] == "default[rt=16]" and row["docs_per_s"] > 0
     assert row["mrr@10"] >= 0.75  # chance is (1 + 1/2 + 1/3 + 1/4) / 4 = 0.52

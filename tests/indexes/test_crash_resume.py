@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from grace_rag.config import EncoderConfig
 from grace_rag.indexes import GraceIndex
 from grace_rag.indexes.grace_index import STORE_FILE
 from grace_rag.indexes.ingest import IngestConfig
@@ -21,7 +22,7 @@ from grace_rag.indexes.service import IndexRequest, index_folder, load_encoder
 RUN_CLI = Path(__file__).with_name("run_cli.py")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 DOCS = ["black_holes.md", "volcanoes.txt"]
-OPTIONS = ["--rationale-tokens", "4", "--batch-size", "1", "--chunk-size", "64", "--device", "cpu"]
+OPTIONS = ["--max-rationale-tokens", "4", "--batch-size", "1", "--chunk-size", "64", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def reference(tmp_path_factory, model_dir):
     docs.mkdir()
     for name in DOCS:
         shutil.copy(EXAMPLES / name, docs / name)
-    encoder = load_encoder(str(model_dir), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
+    encoder = load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=4), "cpu")
     request = IndexRequest(path=docs, index_dir=root / "reference", ingest=IngestConfig(chunk_size=64, batch_size=1))
     report = index_folder(request, encoder=encoder)
     assert report.chunks_added > 10

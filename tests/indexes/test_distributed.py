@@ -16,6 +16,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from grace_rag.config import EncoderConfig
 from grace_rag.cli.app import app
 from grace_rag.errors import ClusterError, GraceIndexError
 from grace_rag.indexes import GraceIndex
@@ -50,7 +51,7 @@ def docs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(model_dir):
-    return load_encoder(str(model_dir), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
+    return load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=4), "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ class KillWorkers:
 
 def test_ray_cli_equals_single_process_and_reruns_without_ray_work(docs, model_dir, reference, tmp_path):
     index_dir = tmp_path / "index"
-    args = ["index", str(docs), "--index", str(index_dir), "--model", str(model_dir), "--rationale-tokens", "4",
+    args = ["index", str(docs), "--index", str(index_dir), "--model", str(model_dir), "--max-rationale-tokens", "4",
             "--chunk-size", "64", "--batch-size", "1", "--device", "cpu", "--ray", "--workers", "2", "--quiet"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from grace_rag.config import EncoderConfig
 from grace_rag.cli.app import app
 from grace_rag.errors import ConfigError, GraceIndexError
 from grace_rag.indexes import EncoderInfo
@@ -72,7 +73,7 @@ def test_ray_config_refuses_impossible_values(kwargs):
 
 @pytest.fixture(scope="module")
 def encoder(model_dir):
-    return load_encoder(str(model_dir), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
+    return load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=4), "cpu")
 
 
 def test_worker_rebuilds_the_encoder_and_embeds_like_it(encoder):
@@ -123,7 +124,7 @@ def docs(tmp_path, monkeypatch):
 
 
 def index(docs, model_dir, *extra):
-    return CliRunner().invoke(app, ["index", str(docs), "--model", str(model_dir), "--rationale-tokens", "4",
+    return CliRunner().invoke(app, ["index", str(docs), "--model", str(model_dir), "--max-rationale-tokens", "4",
                                     "--device", "cpu", "--quiet", *extra])
 
 

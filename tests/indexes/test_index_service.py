@@ -4,6 +4,7 @@ import pytest
 
 from pathlib import Path
 
+from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
 from grace_rag.indexes.filters import Combine, Condition, Group, Op
 from grace_rag.indexes.service import parse_where, source_forms, stored_settings
@@ -49,7 +50,7 @@ def test_an_index_from_before_quantization_existed_is_read_as_float32(tmp_path, 
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("Bees dance to show where the flowers are.")
-    encoder = load_encoder(str(model_dir), {"cache": False, "max_rationale_tokens": 2}, "cpu")
+    encoder = load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=2), "cpu")
     index_folder(IndexRequest(path=docs, index_dir=tmp_path / "idx", ingest=IngestConfig(chunk_size=64)), encoder=encoder)
     manifest = tmp_path / "idx" / "manifest.json"
     data = json.loads(manifest.read_text())

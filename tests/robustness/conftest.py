@@ -18,6 +18,7 @@ TRIPLETS = [{"query": "cat sleeps mat", "positive": "cat sleeps mat again", "neg
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, model_dir) -> Path:
     """``docs/`` (two example files) and ``ix/``, their index on the tiny model, built once."""
+    from grace_rag.config import EncoderConfig
     from grace_rag.indexes.ingest import IngestConfig
     from grace_rag.indexes.service import IndexRequest, index_folder, load_encoder
 
@@ -28,7 +29,7 @@ def built(tmp_path_factory, model_dir) -> Path:
     old = os.environ.get("GRACE_RAG_HOME")
     os.environ["GRACE_RAG_HOME"] = str(root / "home")
     try:
-        encoder = load_encoder(str(model_dir), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
+        encoder = load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=4), "cpu")
         request = IndexRequest(path=root / "docs", index_dir=root / "ix", ingest=IngestConfig(chunk_size=64))
         index_folder(request, encoder=encoder)
     finally:

@@ -46,6 +46,10 @@ def trn(**kw: Any) -> Callable[[Any], object]:
     return lambda ctx: TrainConfig(**kw)
 
 
+def trn_dict(data: dict[str, Any]) -> Callable[[Any], object]:
+    return lambda ctx: TrainConfig.from_dict(data)
+
+
 def search(**kw: Any) -> Callable[[Any], object]:
     return lambda ctx: ctx.index.search(**{"vector": ctx.vector, "k": 3, **kw})
 
@@ -153,8 +157,10 @@ TRAIN_CONFIG_CASES = [
     Case("train-reward-variant-unknown", trn(reward_variant="best"), ConfigError, "unknown reward variant"),
     Case("train-length-penalty-text", trn(length_penalty="lots"), ConfigError, 'length_penalty must be a number or "off"'),
     Case("train-length-penalty-inf", trn(length_penalty=-INF), ConfigError, "length_penalty"),
-    Case("train-pooling-unknown", trn(pooling="median"), ConfigError, "unknown pooling 'median'"),
-    Case("train-layer-unknown", trn(layer="first"), ConfigError, "unknown layer 'first'"),
+    Case("train-pooling-unknown", trn_dict({"encoder": {"pooling": "median"}}), ConfigError, "unknown pooling 'median'"),
+    Case("train-layer-unknown", trn_dict({"encoder": {"layer": "first"}}), ConfigError, "unknown layer 'first'"),
+    Case("train-encoder-not-a-table", trn_dict({"encoder": "mean"}), ConfigError, "encoder must be a table"),
+    Case("train-encoder-dict", trn(encoder={"pooling": "mean"}), ConfigError, "encoder must be an EncoderConfig"),
     Case("train-lambda-negative", trn(lambda_consistency=-0.2), ConfigError, "must be >= 0"),
     Case("train-clip-eps-one", trn(clip_eps=1.0), ConfigError, "clip_eps must be in (0, 1)"),
     Case("train-dual-clip-one", trn(dual_clip=1.0), ConfigError, "dual_clip must be > 1"),

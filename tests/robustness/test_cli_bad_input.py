@@ -20,6 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from grace_rag.config import EncoderConfig
 from grace_rag.cli.app import app
 from robustness_support import changes, edit_json, flip, one_line, run_sql, snapshot, truncate
 
@@ -100,7 +101,7 @@ def hold_lock(work: Path, model: Path) -> None:
 HELD: list = []
 IX = ("--index", "ix")
 TINY = ("--model", "{model}", "--device", "cpu")
-NEW = ("--index", "new", *TINY, "--rationale-tokens", "4", "-q")
+NEW = ("--index", "new", *TINY, "--max-rationale-tokens", "4", "-q")
 TRAIN = ("train", "good.jsonl", "--out", "out", "-q")
 
 QUERY_CASES = [
@@ -204,9 +205,12 @@ INDEX_CASES = [
          "chunk_overlap must be in [0, chunk_size)"),
     Case("index-overlap-negative", ("index", "docs", *IX, "--chunk-overlap", "-1"), 1, "chunk_overlap must be at least 0"),
     Case("index-batch-size-zero", ("index", "docs", *NEW, "--batch-size", "0"), 2, "--batch-size"),
-    Case("index-rationale-tokens-negative", ("index", "docs", *NEW, "--rationale-tokens", "-2"), 2, "--rationale-tokens"),
-    Case("index-layer-unknown", ("index", "docs", *NEW, "--layer", "middle"), 1, "unknown layer 'middle'"),
-    Case("index-pooling-unknown", ("index", "docs", *NEW, "--pooling", "median"), 1, "unknown pooling 'median'"),
+    Case("index-rationale-tokens-negative", ("index", "docs", *NEW, "--max-rationale-tokens", "-2"), 1,
+         "max_rationale_tokens must be an integer >= 0, got -2"),
+    Case("index-layer-unknown", ("index", "docs", *NEW, "--layer", "middle"), 2,
+         "Invalid value for '--layer': Value error, 'middle' is not one of 'last', 'penultimate'"),
+    Case("index-pooling-unknown", ("index", "docs", *NEW, "--pooling", "median"), 2,
+         "'median' is not one of 'mean', 'last'"),
     Case("index-factory-invalid", ("index", "docs", *NEW, "--factory", "Bogus99"), 1, "invalid FAISS factory string"),
     Case("index-factory-empty", ("index", "docs", *NEW, "--factory", ""), 1, "FAISS factory string is empty"),
     Case("index-factory-pq-not-dividing", ("index", "docs", *NEW, "--factory", "PQ7"), 1, "multiple of the number"),
@@ -264,8 +268,8 @@ OTHER_COMMAND_CASES = [
     Case("global-unknown-option", ("--colour", "info"), 2, "No such option: --colour"),
     Case("explain-not-utf8", ("explain", BAD, *TINY), 1, "the TEXTS argument is not valid UTF-8"),
     Case("explain-role-unknown", ("explain", "x", "--role", "author", *TINY), 2, "--role"),
-    Case("explain-rationale-tokens-negative", ("explain", "x", "--rationale-tokens", "-1", *TINY), 2,
-         "--rationale-tokens"),
+    Case("explain-rationale-tokens-negative", ("explain", "x", "--max-rationale-tokens", "-1", *TINY), 1,
+         "max_rationale_tokens must be an integer >= 0, got -1"),
     Case("explain-no-texts", ("explain",), 2, "Missing argument"),
     Case("explain-model-empty", ("explain", "x", "--model", ""), 1, "the model name is empty"),
     Case("explain-device-mps", ("explain", "x", "--model", "{model}", "--device", "mps"), 1, "device 'mps'"),
@@ -317,9 +321,9 @@ TRAIN_CASES = [
     Case("train-jsonl-missing-positive", ("train", "t.jsonl", "--out", "out"), 1, "positive",
          write("t.jsonl", '{"query": "a", "negative": "c"}\n')),
     Case("train-jsonl-empty", ("train", "t.jsonl", "--out", "out"), 1, "no training pairs found", write("t.jsonl", "\n")),
-    Case("train-unsupervised-text-not-utf8", ("train", "c.txt", "--unsupervised", "--out", "out"), 1, "c.txt:2:",
+    Case("train-unsupervised-text-not-utf8", ("train", "c.txt", "--mode", "unsupervised", "--out", "out"), 1, "c.txt:2:",
          write("c.txt", b"first passage\nsecond caf\xe9 passage\n")),
-    Case("train-unsupervised-folder-binary", ("train", "cf", "--unsupervised", "--out", "out"), 1, "binary file",
+    Case("train-unsupervised-folder-binary", ("train", "cf", "--mode", "unsupervised", "--out", "out"), 1, "binary file",
          write("cf/nul.txt", b"\x00" * 500)),
     Case("train-no-out", ("train", "good.jsonl"), 1, "no output directory"),
     Case("train-data-missing", ("train", "nope.jsonl", "--out", "out"), 2, "does not exist"),
@@ -346,7 +350,8 @@ TRAIN_CASES = [
     Case("train-lr-negative", (*TRAIN, "--lr", "-1"), 1, "learning_rate must be > 0"),
     Case("train-steps-zero", (*TRAIN, "--steps", "0"), 1, "steps must be >= 1"),
     Case("train-rollouts-one", (*TRAIN, "--rollouts", "1"), 1, "rollouts must be >= 2"),
-    Case("train-length-penalty-text", (*TRAIN, "--length-penalty", "lots"), 2, "expected a number or 'off'"),
+    Case("train-length-penalty-text", (*TRAIN, "--length-penalty", "lots"), 2,
+         "Invalid value for --length-penalty: expected a number or 'off', got 'lots'"),
     Case("train-estimator-unknown", (*TRAIN, "--estimator", "ppo2"), 2, "--estimator"),
     Case("train-max-minutes-negative", (*TRAIN, "--max-minutes", "-1"), 1, "max_minutes must be > 0"),
     Case("train-batch-size-zero", (*TRAIN, "--batch-size", "0"), 1, "batch_size must be >= 1"),
@@ -367,7 +372,7 @@ def _index_with_vanished_model(work: Path, model: Path) -> None:
 
     shutil.copytree(model, work / "gone")
     shutil.rmtree(work / "ix")
-    encoder = load_encoder(str(work / "gone"), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 4})
+    encoder = load_encoder(str(work / "gone"), EncoderConfig(cache=False, max_rationale_tokens=4), "cpu")
     index_folder(IndexRequest(path=work / "docs", index_dir=work / "ix", ingest=IngestConfig(chunk_size=64)),
                  encoder=encoder)
     shutil.rmtree(work / "gone")

@@ -27,6 +27,7 @@ from robustness_support import changes, refused, snapshot
 from typer.testing import CliRunner
 
 from grace_rag.cli.app import app
+from grace_rag.config import EncoderConfig
 from grace_rag.indexes import Chunk, GraceIndex
 
 runner = CliRunner()
@@ -47,7 +48,7 @@ def lx(work, model_dir) -> Path:
     from grace_rag.indexes.ingest import IngestConfig
     from grace_rag.indexes.service import IndexRequest, index_folder, load_encoder
 
-    encoder = load_encoder(str(model_dir), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 2})
+    encoder = load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=2), "cpu")
     index_folder(IndexRequest(path=work / "docs", index_dir=work / "lx", ingest=IngestConfig(chunk_size=64)),
                  encoder=encoder)
     return work / "lx"
@@ -304,7 +305,7 @@ def test_an_index_refuses_a_model_whose_weights_were_swapped(work, model_dir, ot
     from grace_rag.indexes.service import IndexRequest, index_folder, load_encoder
 
     folder = shutil.copytree(model_dir, work / "m")
-    encoder = load_encoder(str(folder), {"cache": False}, "cpu", overrides={"max_rationale_tokens": 2})
+    encoder = load_encoder(str(folder), EncoderConfig(cache=False, max_rationale_tokens=2), "cpu")
     index_folder(IndexRequest(path=work / "docs", index_dir=work / "ix2", ingest=IngestConfig(chunk_size=64)),
                  encoder=encoder)
     _swap_weights(folder, other_model_dir)

@@ -18,7 +18,7 @@ runner = CliRunner()
 def test_ivf4096_on_a_small_folder_then_info_query_and_auto_all_work(work, model_dir, caplog):
     caplog.set_level(logging.WARNING)
     built = runner.invoke(app, ["index", "docs", "--index", "ivf", "--model", str(model_dir), "--device", "cpu",
-                                "--rationale-tokens", "2", "--factory", "IVF4096,Flat", "-q"])
+                                "--max-rationale-tokens", "2", "--factory", "IVF4096,Flat", "-q"])
     assert built.exit_code == 0, built.output
     assert any("'IVF4096,Flat' needs 159,744 vectors to train" in m for m in caplog.messages)
     info = json.loads(runner.invoke(app, ["info", "--index", "ivf", "--json"]).stdout)
@@ -60,7 +60,7 @@ def test_nprobe_is_set_from_the_cli_kept_and_given_back_to_auto(work, model_dir)
         return json.loads(runner.invoke(app, ["info", "--index", "np", "--json"]).stdout)["search"]
 
     built = runner.invoke(app, ["index", "docs", "--index", "np", "--model", str(model_dir), "--device", "cpu",
-                                "--rationale-tokens", "2", "--nprobe", "7", "-q"])
+                                "--max-rationale-tokens", "2", "--nprobe", "7", "-q"])
     assert built.exit_code == 0, built.output
     assert search()["nprobe"] == 7
     assert runner.invoke(app, ["index", "docs", "--index", "np", "-q"]).exit_code == 0

@@ -51,7 +51,7 @@ def test_library_bars_and_debug_records_appear_only_with_verbose(verbose, consol
 def test_the_console_script_keeps_stderr_quiet(model_dir, tmp_path):
     env = {**os.environ, "GRACE_RAG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(RUN_CLI), "explain", "Bees dance.", "--model", str(model_dir),
-                             "--device", "cpu", "--rationale-tokens", "2"], env=env, capture_output=True, text=True,
+                             "--device", "cpu", "--max-rationale-tokens", "2"], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and "Bees dance." in result.stdout
     assert result.stderr == ""
@@ -62,7 +62,7 @@ def test_every_index_file_gets_the_users_umask(mask, work, model_dir):
     old = os.umask(mask)
     try:
         result = runner.invoke(app, ["index", "docs", "--index", "fresh", "--model", str(model_dir), "--device", "cpu",
-                                     "--rationale-tokens", "2", "-q"])
+                                     "--max-rationale-tokens", "2", "-q"])
     finally:
         os.umask(old)
     assert result.exit_code == 0, result.output

@@ -56,7 +56,7 @@ def test_a_bad_file_is_skipped_listed_and_kept_out(case: str, work: Path, model_
     bad = _plant(folder, name, content)
     before = snapshot(folder, model_dir)
     result = runner.invoke(app, ["index", "mixed", "--index", "new", "--model", str(model_dir), "--device", "cpu",
-                                 "--rationale-tokens", "2", "--json"])
+                                 "--max-rationale-tokens", "2", "--json"])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.stderr
     report = json.loads(result.stdout)

@@ -35,8 +35,9 @@ def served_index(model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def index_encoder(served_index):
     """The encoder a server for ``served_index`` uses (the index's model and settings), in this process."""
-    from grace_rag.indexes.service import load_encoder, open_index
+    from grace_rag.config import EncoderConfig
+    from grace_rag.indexes.service import load_recorded_encoder, open_index
 
     with open_index(served_index) as index:
         recorded = index.manifest.encoder
-    return load_encoder(recorded.model_name, {**recorded.settings, "cache": False}, "cpu")
+    return load_recorded_encoder(served_index, recorded, "cpu", EncoderConfig(cache=False))

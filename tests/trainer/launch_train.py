@@ -46,7 +46,7 @@ def main() -> None:
     if by_rank is not None:
         fields["max_minutes"] = by_rank[int(os.environ.get("RANK", "0"))]
     record_steps(Path(directory))
-    train(TrainConfig(**fields), data, progress=False)
+    train(TrainConfig.from_dict(fields), data, progress=False)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path):
 
 def test_train_command_writes_a_model(tmp_path, triplet_file, tiny_model_dir):
     cfg = tmp_path / "train.toml"
-    cfg.write_text("[train]\nmax_input_tokens = 16\nlength_penalty = -1.0\ntrack_kl = false\n")
+    cfg.write_text("[train]\nlength_penalty = -1.0\ntrack_kl = false\n[train.encoder]\nmax_input_tokens = 16\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, [
         "train", str(triplet_file), "--out", str(out), "--model", str(tiny_model_dir), "--steps", "1",
@@ -38,7 +38,7 @@ def test_train_command_writes_a_model(tmp_path, triplet_file, tiny_model_dir):
     assert adapter["base_model_name_or_path"] == str(tiny_model_dir.resolve())
     assert json.loads((out / "grace_encoder.json").read_text())["settings"]["max_rationale_tokens"] == 2
     saved = json.loads((out / "grace_train.json").read_text())["config"]
-    assert saved["estimator"] == "dr_grpo" and saved["lora"] is True and saved["max_input_tokens"] == 16
+    assert saved["estimator"] == "dr_grpo" and saved["lora"] is True and saved["encoder"]["max_input_tokens"] == 16
 
 
 def test_merge_and_length_penalty_off(tmp_path, triplet_file, tiny_model_dir):

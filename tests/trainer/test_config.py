@@ -2,6 +2,7 @@
 
 import pytest
 
+from grace_rag.config import EncoderConfig, Pooling
 from grace_rag.errors import ConfigError
 from grace_rag.trainer.config import Estimator, Mode, Objective, TrainConfig, load_config
 
@@ -62,3 +63,51 @@ def test_round_trip_and_replace():
     assert TrainConfig.from_dict(c.to_dict()) == c
     assert c.replace(rollouts=None, batch_size=8).batch_size == 8
     assert c.replace(rollouts=None).rollouts == 4
+
+
+def test_encoder_settings_nest_in_toml_and_yaml(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[train]\nrollouts = 4\n[train.encoder]\npooling = "balanced"\nmax_rationale_tokens = 48\n')
+    c = load_config(toml)
+    assert c.rollouts == 4 and c.encoder.pooling is Pooling.BALANCED and c.encoder.max_rationale_tokens == 48
+    assert c.encoder.max_input_tokens == 512  # the training default, kept explicit
+    assert c.encoder.explicit == {"pooling", "max_rationale_tokens", "query_rationale_tokens", "max_input_tokens"}
+    top = tmp_path / "top.toml"  # an [encoder] table beside [train] is the same thing
+    top.write_text('[train]\nrollouts = 4\n[encoder]\npooling = "balanced"\nmax_rationale_tokens = 48\n')
+    assert load_config(top) == c
+    yml = tmp_path / "c.yaml"
+    yml.write_text("rollouts: 4\nencoder:\n  pooling: balanced\n  max_rationale_tokens: 48\n")
+    assert load_config(yml) == c
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_old_flat_file_is_migrated_with_one_warning(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("rollouts: 4\nmax_rationale_tokens: 48\npooling: balanced\nlayer: null\n")
+    with caplog.at_level("WARNING"):
+        c = load_config(old)
+    assert c.encoder.max_rationale_tokens == 48 and c.encoder.pooling is Pooling.BALANCED
+    assert "layer" not in c.encoder.explicit  # None meant "the model's layer"
+    [record] = [r for r in caplog.records if "deprecated" in r.getMessage()]
+    message = record.getMessage()
+    assert "\n" not in message and "max_rationale_tokens, layer, pooling at the top level" in message
+    assert "[encoder]" in message
+    both = tmp_path / "both.toml"
+    both.write_text("max_input_tokens = 16\n[encoder]\nmax_input_tokens = 32\n")
+    with pytest.raises(ConfigError, match="max_input_tokens given both at the top level and under encoder"):
+        load_config(both)
+
+
+def test_bad_encoder_tables(tmp_path):
+    unknown = tmp_path / "u.toml"
+    unknown.write_text("[encoder]\npoling = 'mean'\n")
+    with pytest.raises(ConfigError, match=r"unknown encoder setting\(s\) poling; valid encoder settings are: max_rat"):
+        load_config(unknown)
+    bad = tmp_path / "b.toml"
+    bad.write_text("[encoder]\npooling = 'median'\n")
+    with pytest.raises(ConfigError, match="unknown pooling 'median'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="encoder.max_rationale_tokens must be >= 1 for training"):
+        TrainConfig(encoder=EncoderConfig(max_rationale_tokens=0))
+    with pytest.raises(ConfigError, match="encoder must be an EncoderConfig"):
+        TrainConfig(encoder={"pooling": "mean"})

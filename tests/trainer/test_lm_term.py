@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from grace_rag.config import EncoderConfig
 from grace_rag.config import Role
 from grace_rag.errors import ConfigError
 from grace_rag.generation import GenerationSettings
@@ -11,8 +12,9 @@ from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.loop import GraceTrainer
 from grace_rag.trainer.rollout import memo_rollout
 
-CL = dict(objective="contrastive", batch_size=3, rollouts=1, max_rationale_tokens=4, query_rationale_tokens=0,
-          max_input_tokens=16, learning_rate=5e-2, lora=True, track_kl=False)
+CL = dict(objective="contrastive", batch_size=3, rollouts=1,
+          encoder=EncoderConfig(max_rationale_tokens=4, query_rationale_tokens=0, max_input_tokens=16),
+          learning_rate=5e-2, lora=True, track_kl=False)
 
 
 def _base_rationale_ids(trainer, texts, tokens):
@@ -90,3 +92,23 @@ def test_flat_negatives_equal_to_a_rows_own_positive_are_not_pushed_away(triplet
         loop.info_nce = real
     assert captured["neg"].shape[0] == 1  # one negative in all: rows 0 and 2 have none
     assert captured["blocked"].tolist() == [[True], [False], [False]]  # it is row 0's own positive
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("settings, message", [
+    (dict(objective="contrastive", lora=False, reference_copy=False, lm_weight=1.0), "keeps no copy"),
+    (dict(objective="grace", lora=False, reference_copy=False, kl_coef=0.1), "keeps no copy"),
+    (dict(objective="contrastive", lora=False, encoder={"writer": "base"}), "writer = base serves"),
+    (dict(objective="contrastive", lora=True, merge=True, encoder={"writer": "base"}), "writer = base serves"),
+    (dict(objective="grace", lora=True, encoder={"writer": "base"}), "nothing to train"),
+])
+def test_recipe_options_that_cannot_apply_are_refused_before_any_model_loads(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(settings)
+
+
+def test_full_fine_tuning_without_a_copy_writes_with_the_policy(triplets):
+    trainer = GraceTrainer(TrainConfig(**{**CL, "lora": False, "learning_rate": 1e-3}, reference_copy=False),
+                           tiny_backbone(seed=4))
+    assert trainer.reference is None and trainer.memo.sampler is trainer.sampler
+    assert trainer.step(triplets[:3], 0)["contrastive_loss"] > 0

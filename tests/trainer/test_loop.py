@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+
+from grace_rag.config import EncoderConfig
 import torch
 
 from grace_rag.testing import tiny_backbone
@@ -9,7 +11,7 @@ from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.loop import GraceTrainer
 from grace_rag.trainer.run import batch_for_step
 
-TINY = dict(batch_size=4, rollouts=2, max_rationale_tokens=3, max_input_tokens=16, track_kl=False)
+TINY = dict(batch_size=4, rollouts=2, encoder=EncoderConfig(max_rationale_tokens=3, max_input_tokens=16), track_kl=False)
 
 
 def snapshot(model):
@@ -45,7 +47,8 @@ def test_mean_reward_rises_on_a_learnable_synthetic_task(triplets):
     so the mean reward must rise."""
     backbone = tiny_backbone(seed=1)
     backbone.model.generation_config.eos_token_id = [backbone.tokenizer.eos_token_id, *range(100, 140)]
-    cfg = TrainConfig(batch_size=4, rollouts=4, max_rationale_tokens=3, max_input_tokens=16, track_kl=False,
+    cfg = TrainConfig(batch_size=4, rollouts=4, encoder=EncoderConfig(max_rationale_tokens=3, max_input_tokens=16),
+                      track_kl=False,
                       lora=True, lora_rank=8, lora_target_modules=["lm_head"], learning_rate=5e-2, seed=1)
     trainer = GraceTrainer(cfg, backbone)
     history = [trainer.step(batch_for_step(triplets, s, 4, 1), s) for s in range(12)]

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError, DataError
 from grace_rag.testing import tiny_backbone
 from grace_rag.trainer.config import TrainConfig
@@ -11,8 +12,9 @@ from grace_rag.trainer.data import Triplet, load_supervised
 from grace_rag.trainer.mix import DataSource, MixSampler, mine_negatives
 from grace_rag.trainer.run import batch_for_step, checkpoint_dir, train
 
-CL = dict(objective="contrastive", batch_size=2, rollouts=1, max_rationale_tokens=3, query_rationale_tokens=0,
-          max_input_tokens=16, learning_rate=1e-2, lora=True, track_kl=False)
+CL = dict(objective="contrastive", batch_size=2, rollouts=1,
+          encoder=EncoderConfig(max_rationale_tokens=3, query_rationale_tokens=0, max_input_tokens=16),
+          learning_rate=1e-2, lora=True, track_kl=False)
 
 
 def test_source_spec_parses_an_optional_trailing_weight(tmp_path):

@@ -26,7 +26,7 @@ import psutil
 
 LAUNCH = Path(__file__).with_name("launch_train.py")
 PROBE = Path(__file__).with_name("reduce_probe.py")
-BASE = dict(objective="contrastive", batch_size=2, rollouts=2, max_rationale_tokens=3, max_input_tokens=16,
+BASE = dict(objective="contrastive", batch_size=2, rollouts=2, encoder={"max_rationale_tokens": 3, "max_input_tokens": 16},
             length_penalty=None, learning_rate=1e-2, seed=0, save_every=0, mixed_precision="no")
 TOLERANCE = 1e-5  # float32 rounding of a two-way average vs a two-micro-batch accumulation
 
@@ -98,7 +98,8 @@ def test_two_processes_stay_in_step_and_match_one_process(tmp_path, triplet_file
     one_batch = tmp_path / "one-batch.jsonl"
     one_batch.write_text("".join(triplet_file.read_text().splitlines(keepends=True)[:2]))
     triplet_file = one_batch
-    fields = {**BASE, "model": str(model_dir), "steps": 3, "layer": "penultimate"}
+    fields = {**BASE, "model": str(model_dir), "steps": 3,
+              "encoder": {**BASE["encoder"], "layer": "penultimate"}}
     two = run(tmp_path, "two", fields, triplet_file, processes=2)
     one = run(tmp_path, "one", {**fields, "grad_accum": 2}, triplet_file, processes=1)
 

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+from grace_rag.config import EncoderConfig
 import torch
 from safetensors.torch import load_file
 
@@ -15,7 +17,7 @@ from grace_rag.trainer.rollout import Rollout, Sampled
 from grace_rag.trainer.run import train
 from grace_rag.trainer.scoring import score
 
-TINY = dict(batch_size=4, rollouts=2, max_rationale_tokens=3, max_input_tokens=16, track_kl=False)
+TINY = dict(batch_size=4, rollouts=2, encoder=EncoderConfig(max_rationale_tokens=3, max_input_tokens=16), track_kl=False)
 
 
 def _sampled(vectors, finished=None, tokens=2):

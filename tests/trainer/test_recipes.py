@@ -11,8 +11,9 @@ from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.loop import GraceTrainer
 from grace_rag.trainer.run import checkpoint_dir, train
 
-CL = dict(objective="contrastive", batch_size=2, rollouts=1, max_rationale_tokens=3, query_rationale_tokens=0,
-          max_input_tokens=16, learning_rate=1e-2, lora=True, track_kl=False)
+CL = dict(objective="contrastive", batch_size=2, rollouts=1,
+          encoder=EncoderConfig(max_rationale_tokens=3, query_rationale_tokens=0, max_input_tokens=16),
+          learning_rate=1e-2, lora=True, track_kl=False)
 
 
 def _count_generate_calls(trainer, monkeypatch):

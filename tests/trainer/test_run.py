@@ -13,7 +13,7 @@ from grace_rag.trainer.config import TrainConfig
 from grace_rag.trainer.run import checkpoint_dir, train
 
 
-TINY = dict(batch_size=2, rollouts=2, max_rationale_tokens=3, max_input_tokens=16, length_penalty=None,
+TINY = dict(batch_size=2, rollouts=2, encoder=EncoderConfig(max_rationale_tokens=3, max_input_tokens=16), length_penalty=None,
             learning_rate=1e-2, steps=4, save_every=2)
 
 
@@ -45,11 +45,31 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, trip
     assert not (out_b / "keep.txt").exists() and not checkpoint_dir(out_b).exists()
 
 
+def test_a_checkpoint_of_the_old_flat_config_resumes(tmp_path, triplet_file, crash_at):
+    """Checkpoints written before TrainConfig nested its encoder settings record them at the top level."""
+    cfg = TrainConfig(**TINY, output_dir=str(tmp_path / "out"))
+    crash_at(3)
+    with pytest.raises(crash_at.error):
+        train(cfg, triplet_file, backbone=tiny_backbone(), progress=False)
+    state_file = checkpoint_dir(tmp_path / "out") / "step-00000002" / "state.json"
+    state = json.loads(state_file.read_text())
+    flat = {k: v for k, v in state["config"].items() if k != "encoder"}
+    flat.update(max_rationale_tokens=3, query_rationale_tokens=None, max_input_tokens=16, layer=None, pooling=None)
+    state_file.write_text(json.dumps({**state, "config": flat}))
+    crash_at(None)
+    changed = TrainConfig(**{**TINY, "encoder": TINY["encoder"].with_changes(pooling="max")},
+                          output_dir=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"settings differ from the checkpointed run \(encoder.pooling\)"):
+        train(changed, triplet_file, backbone=tiny_backbone(), resume=True, progress=False)
+    assert train(cfg, triplet_file, backbone=tiny_backbone(), resume=True, progress=False).steps == 4
+
+
 def test_output_directory_loads_as_an_encoder(tmp_path, triplet_file, model_dir):
     from grace_rag.models import load_backbone
 
     out = tmp_path / "model"
-    cfg = TrainConfig(**{**TINY, "steps": 1}, lora=True, layer="penultimate", output_dir=str(out))
+    encoder = TINY["encoder"].with_changes(layer="penultimate")
+    cfg = TrainConfig(**{**TINY, "steps": 1, "encoder": encoder}, lora=True, output_dir=str(out))
     train(cfg, triplet_file, backbone=load_backbone(model_dir), progress=False,
           evaluator=lambda encoder: {"ndcg@10": float(encoder.encode_documents(["x"]).shape[1])})
     summary = json.loads((out / "grace_train.json").read_text())
