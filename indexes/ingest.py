@@ -111,7 +111,7 @@ def files_to_index(root: Path, extensions: Sequence[str]) -> FolderScan:
     if not root.is_dir():
         reason = why_not_a_file(root, root.parent)
         if reason is not None:
-            raise DataError(f"{shown(root)} is {reason.removeprefix('not ')}; pass a folder or a regular file")
+            raise DataError(f"{shown(root)}: {reason}; pass a folder or a regular file")
         return FolderScan([root])
     found = scan(root, extensions)
     if not found.files:

@@ -40,7 +40,7 @@ def scan(root: Path, extensions: Sequence[str]) -> FolderScan:
 
     for folder, dirs, names in os.walk(root, onerror=unreadable):
         here = Path(folder)
-        dirs[:] = [name for name in dirs if not name.startswith(".") and not _skipped_link(here / name, root, found)]
+        dirs[:] = [name for name in dirs if not name.startswith(".") and _walked_into(here / name, root, found)]
         for name in names:
             if name.startswith(".") or Path(name).suffix.lower() not in wanted:
                 continue
@@ -54,12 +54,17 @@ def scan(root: Path, extensions: Sequence[str]) -> FolderScan:
     return found
 
 
-def _skipped_link(path: Path, root: Path, found: FolderScan) -> bool:
-    """Whether the folder entry ``path`` is a link (listed as skipped, not walked into)."""
-    if not path.is_symlink():
+def _walked_into(path: Path, root: Path, found: FolderScan) -> bool:
+    """Whether the folder entry ``path`` is walked into: not a link, and its path can be read (else it
+    is listed as skipped)."""
+    try:
+        link = stat.S_ISLNK(path.lstat().st_mode)
+    except OSError as exc:  # e.g. a path longer than the system allows
+        found.skipped.append((str(path), f"cannot be read ({exc.strerror or exc})"))
         return False
-    found.skipped.append((str(path), link_reason(path, root, "folder")))
-    return True
+    if link:
+        found.skipped.append((str(path), link_reason(path, root, "folder")))
+    return not link
 
 
 def why_not_a_file(path: Path, root: Path) -> str | None:

@@ -279,11 +279,12 @@ def test_a_request_of_many_long_texts_does_not_hold_back_a_query(model_dir):
     """The issue's case: 100 texts of 20,000 characters in one request; a search's query rides in the next call."""
     import numpy as np
 
-    from grace_rag.server.batching import MicroBatcher
+    from grace_rag.config import EncoderConfig
     from grace_rag.indexes.service import load_encoder
+    from grace_rag.server.batching import MicroBatcher
 
-    encoder = Recording(load_encoder(str(model_dir), {"cache": False}, "cpu",
-                                     overrides={"max_rationale_tokens": 2, "max_input_tokens": 64}))
+    encoder = Recording(load_encoder(str(model_dir), EncoderConfig(cache=False, max_rationale_tokens=2,
+                                                                   max_input_tokens=64), "cpu"))
     tokenizer = encoder.backbone.tokenizer
     batcher = MicroBatcher(encoder, max_texts=64, max_tokens=256,
                            count_tokens=lambda texts: [len(tokenizer(t)["input_ids"]) for t in texts])
