@@ -28,8 +28,9 @@ def build_service(index_dir: Path | None, model: str | None, device: str, limits
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (port 0: any free one), made before the model loads, so a busy
     port or a bad address is one line at once rather than an error after the load."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses ("localhost": IPv4)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --host") from None
     family, kind, proto, _, address = infos[0]
