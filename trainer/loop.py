@@ -95,6 +95,8 @@ class GraceTrainer:
         keeps_initial = config.lora or config.reference_copy  # (config checks refuse what would need it otherwise)
         writer = _frozen_copy(model) if memo and keeps_initial else None  # before LoRA layers are injected
         model = _apply_lora(model, config) if config.lora else model.requires_grad_(True)
+        if config.gradient_checkpointing:  # active in train() mode, i.e. in the gradient passes only
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: settings that may change between a run and its resumption
 RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "save_every", "eval_every", "output_dir", "mixed_precision",
-                     "eval_split", "eval_queries"}
+                     "eval_split", "eval_queries", "gradient_checkpointing"}
 
 #: scores an encoder (the policy during training, the published model at the end)
 Evaluator = Callable[[Any], dict[str, float]]

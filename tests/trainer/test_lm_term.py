@@ -112,3 +112,16 @@ def test_full_fine_tuning_without_a_copy_writes_with_the_policy(triplets):
                            tiny_backbone(seed=4))
     assert trainer.reference is None and trainer.memo.sampler is trainer.sampler
     assert trainer.step(triplets[:3], 0)["contrastive_loss"] > 0
+
+
+def test_gradient_checkpointing_gives_the_same_update(triplets):
+    def first_step(checkpointing):
+        trainer = GraceTrainer(TrainConfig(**CL, lm_weight=1.0, gradient_checkpointing=checkpointing),
+                               tiny_backbone(seed=4))
+        metrics = trainer.step(triplets[:3], 0)
+        return metrics, {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+
+    plain, a = first_step(False)
+    checkpointed, b = first_step(True)
+    assert checkpointed["contrastive_loss"] == pytest.approx(plain["contrastive_loss"], rel=1e-5)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
