@@ -220,11 +220,12 @@ def render_ablation(sources: list[tuple[Path, str]]) -> str:
 
 
 def render_rows(sources: list[tuple[Path, str]]) -> str:
-    """A JSON file's ``results`` rows as they are (every scalar column), with its subset digest."""
+    """A JSON file's rows as they are (every scalar column; ``results`` of an object, or a list), with its subset digest."""
     parts = []
     for path, _ in sources:
         data = json.loads(path.read_text())
-        rows = data["results"]
+        rows = data if isinstance(data, list) else data["results"]
+        data = {} if isinstance(data, list) else data
         head = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
         digest = (data.get("subset") or {}).get("digest", "")
         parts.append(table([*head, "subset", "file"], [[r.get(k) for k in head] + [digest, f"`{path.relative_to(OUT)}`"]

@@ -12,7 +12,7 @@ from langchain_community.vectorstores import FAISS
 from langchain_core.documents import Document
 
 from grace_rag import GraceEmbeddings
-from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_text
+from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_document
 
 DOCS = Path(__file__).parent / "docs"
 QUESTIONS = ["What happens to corals when the sea gets too warm?", "How does a server confirm a new TCP connection?"]
@@ -20,7 +20,7 @@ QUESTIONS = ["What happens to corals when the sea gets too warm?", "How does a s
 
 def load_documents(folder: Path) -> list[Document]:
     return [
-        Document(page_content=read_text(path), metadata={"source": path.name})
+        Document(page_content=read_document(path), metadata={"source": path.name})
         for path in sorted(folder.iterdir()) if path.suffix in SUPPORTED_EXTENSIONS
     ]
 

@@ -44,14 +44,20 @@ class RationaleCache:
         self._connect()  # fail here, not at the first lookup, when the file is unusable
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists()
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
             conn.commit()
-        except sqlite3.DatabaseError as exc:
-            raise CacheError(f"the rationale cache {self.path} is unreadable ({exc}); delete it, it is rebuilt on demand") from None
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if not existed:  # it could not be created: the folder is not writable, nothing is damaged
+                raise CacheError(f"cannot create the rationale cache {self.path} ({exc}); point GRACE_RAG_HOME at a "
+                                 "folder you can write, or turn the cache off (cache=False)") from None
+            raise CacheError(f"the rationale cache {self.path} cannot be opened ({exc}); if its folder is read-only, "
+                             "point GRACE_RAG_HOME at a folder you can write or turn the cache off (cache=False); "
+                             "if the file is damaged, delete it: it only holds a cache, rebuilt on demand") from None
         self._conn, self._pid = conn, os.getpid()
         return conn
 

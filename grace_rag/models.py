@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grace_rag.errors import ConfigError, ModelNotFoundError
+from grace_rag.errors import CacheError, ConfigError, ModelNotFoundError
 from grace_rag.hashing import file_digest
 
 logger = logging.getLogger(__name__)
@@ -71,10 +71,24 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
 def grace_home() -> Path:
-    """``$GRACE_RAG_HOME`` or ``~/.cache/grace-rag`` (created on demand)."""
-    home = Path(os.environ.get("GRACE_RAG_HOME", Path.home() / ".cache" / "grace-rag")).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    """``$GRACE_RAG_HOME`` or ``~/.cache/grace-rag`` (created on demand); an empty GRACE_RAG_HOME counts as
+    unset (it would have put the cache into whatever folder the command runs in). A CacheError when it
+    cannot be a folder."""
+    value = os.environ.get("GRACE_RAG_HOME", "").strip()
+    home = Path(value).expanduser() if value else Path.home() / ".cache" / "grace-rag"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        what = "is a file, not a folder" if home.is_file() else f"cannot be created ({exc.strerror or exc})"
+        raise CacheError(f"grace-rag's cache folder {home} (GRACE_RAG_HOME) {what}; point GRACE_RAG_HOME at a "
+                         "folder you can write, or unset it to use ~/.cache/grace-rag") from None
     return home
+
+
+def home_write_error(path: Path, exc: OSError) -> CacheError:
+    """A CacheError for a file grace-rag could not write under its cache folder."""
+    return CacheError(f"cannot write {path} under grace-rag's cache folder ({exc.strerror or exc}); point "
+                      "GRACE_RAG_HOME at a folder you can write")
 
 
 @dataclass
@@ -127,16 +141,19 @@ def content_digest(path: Path) -> str:
     beside the file) on its :func:`_stat_stamp`: a file replaced by other bytes of the same size and
     mtime is hashed again, since its inode or ctime changed."""
     path = Path(path)
-    memo = _weights_memo(path)
+    try:
+        memo: Path | None = _weights_memo(path)
+    except CacheError:  # no usable cache folder: hash without memoising
+        memo = None
     stamp = _stat_stamp(path)
     try:
-        saved_stamp, _, saved = memo.read_text().partition("\n")
+        saved_stamp, _, saved = memo.read_text().partition("\n") if memo else ("", "", "")
         if saved_stamp == stamp and saved.strip():
             return saved.strip()
     except (OSError, UnicodeDecodeError):
         pass
     result = file_digest(path)
-    if _stat_stamp(path) == stamp:  # unchanged while it was read: the digest belongs to this stamp
+    if memo is not None and _stat_stamp(path) == stamp:  # unchanged while it was read: the digest is this stamp's
         _write_memo(memo, f"{stamp}\n{result}\n")
     return result
 
@@ -199,10 +216,13 @@ def convert_gguf(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     _remove_legacy_conversion(gguf, target.parent)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_conversions(target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_conversions(target.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    except OSError as exc:
+        raise home_write_error(target, exc) from None
     logger.info("dequantising %s once into %s (about 20 s)", gguf.name, target)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     _gguf_bar_follows_transformers()
     try:
         model, tokenizer = _read_gguf(gguf)

@@ -8,7 +8,9 @@ Policy, the same everywhere:
   line naming the argument and the offending bytes.
 - **File names** that are not valid UTF-8 cannot be stored or printed as text: :func:`file_name`
   returns ``None`` for them, and callers skip such files and list them (as they list unreadable
-  files), shown with :func:`shown`, which writes undecodable bytes as ``\\xNN``.
+  files), shown with :func:`shown`, which writes undecodable bytes as ``\\xNN`` and control and
+  text-direction characters (a newline or U+202E in a file name) as escapes, so a printed line is
+  one line and reads in the order it is stored.
 - **File contents** are UTF-8 (a BOM is dropped). :func:`decode` reports undecodable bytes as
   ``file:line:column``, and a file holding NUL bytes as binary (:class:`BinaryFileError`).
 """
@@ -16,6 +18,7 @@ Policy, the same everywhere:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,10 +73,22 @@ def check_text(value: str, what: str) -> str:
     )
 
 
+#: C0 and C1 control characters (newlines, tabs, escape sequences) and the invisible characters that
+#: reorder or hide text on a terminal (bidirectional marks, overrides and isolates, line separators)
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control and text-direction characters written as escapes (``\\n``, ``\\u202e``)."""
+    return _HIDDEN.sub(lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
+
+
 def shown(value: str | os.PathLike[str]) -> str:
-    """A printable form of a path or text: undecodable bytes as ``\\xNN`` (a valid string is unchanged)."""
+    """A printable form of a path or text, on one line: undecodable bytes as ``\\xNN``, control and
+    text-direction characters as escapes (a plain string is unchanged)."""
     text = os.fspath(value)
-    return text if is_text(text) else _bad_bytes(text)
+    return printable(text if is_text(text) else _bad_bytes(text))
 
 
 def file_name(path: str | os.PathLike[str]) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,18 +71,33 @@ def foreign_entries(path: Path) -> list[str]:
 
 
 def check_index_path(path: Path) -> None:
-    """GraceIndexError when ``path`` cannot hold a new index: a file, a name that is not UTF-8, other files."""
+    """GraceIndexError when ``path`` cannot hold a new index: a file, a name that is not UTF-8, other files,
+    a place where nothing can be written (a read-only mount: found before any model loads)."""
     if file_name(path) is None:
         raise GraceIndexError(f"the index path {shown(path)} is not valid UTF-8; choose another --index")
     if path.exists() and not path.is_dir():
-        raise GraceIndexError(f"{path} is a file, not an index directory; choose another --index")
+        raise GraceIndexError(f"{shown(path)} is a file, not an index directory; choose another --index")
     others = foreign_entries(path)
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise GraceIndexError(
-            f"{path} holds other files ({shown(listed)}) and is not a grace-rag index; an index is only created "
-            "in a new or empty folder: choose another --index (e.g. a new folder)"
+            f"{shown(path)} holds other files ({shown(listed)}) and is not a grace-rag index; an index is only "
+            "created in a new or empty folder: choose another --index (e.g. a new folder)"
         )
+    check_writable(path)
+
+
+def check_writable(path: Path) -> None:
+    """GraceIndexError unless files can be created at ``path`` (or, while it does not exist, in the folder
+    that would hold it): probed with a temporary file, removed at once."""
+    folder = next(p for p in (Path(path), *Path(path).absolute().parents) if p.exists())
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".grace-rag-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise GraceIndexError(f"cannot create an index at {shown(path)}: nothing can be written in {shown(folder)} "
+                              f"({exc.strerror or exc}); choose another --index") from None
 
 
 def _checksum_hasher() -> Any:

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, Union
 
 from grace_rag.errors import ConfigError
+from grace_rag.textio import check_text
 
 COLUMNS = ("id", "source", "position", "text", "content_hash", "rationale")
 
@@ -53,6 +54,9 @@ ORDERED = (Op.GT, Op.GTE, Op.LT, Op.LTE)
 LISTS = (Op.IN, Op.NIN)
 _SQL_OP = {Op.EQ: "=", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
 _SCALARS = (str, int, float, bool, type(None))
+#: groups nested deeper than this are refused (real filters nest two or three; SQLite's parser
+#: overflows near 50 nested NOTs and Python's recursion near 1,000)
+MAX_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Condition:
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key.strip():
             raise ConfigError(f"a filter key must be a non-empty string, got {self.key!r}")
+        check_text(self.key, "a filter key")
         object.__setattr__(self, "op", Op(self.op))
         if self.op in LISTS:
             if isinstance(self.value, (str, bytes)) or not isinstance(self.value, (list, tuple, set, frozenset)):
@@ -77,6 +82,8 @@ class Condition:
                 raise ConfigError(f"filter {self.key!r} compares strings, numbers, booleans or null, got {value!r}")
             if self.op in ORDERED and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"filter {self.key!r} {self.op.value} compares numbers, got {value!r}")
+            if isinstance(value, str):
+                check_text(value, f"the value of filter {self.key!r}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,9 @@ class Group:
     def __post_init__(self) -> None:
         object.__setattr__(self, "combine", Combine(self.combine))
         object.__setattr__(self, "parts", tuple(self.parts))
+        if depth(self) > MAX_DEPTH:
+            raise ConfigError(f"a filter may nest groups ($and, $or, $not) {MAX_DEPTH} levels deep, this one "
+                              "nests more; write it flatter")
 
 
 Filter = Union[Condition, Group]
@@ -100,7 +110,18 @@ _DICT_OPS = {"$eq": Op.EQ, "$ne": Op.NE, "$neq": Op.NE, "$gt": Op.GT, "$gte": Op
 _DICT_GROUPS = {"$and": Combine.AND, "$or": Combine.OR, "$not": Combine.NOT}
 
 
-def parse_filter(where: Any) -> Filter | None:
+def depth(flt: Filter | None) -> int:
+    """How many groups deep a filter nests (a condition: 0), counted without recursion."""
+    deepest, todo = 0, [(flt, 0)]
+    while todo:
+        node, level = todo.pop()
+        if isinstance(node, Group):
+            deepest = max(deepest, level + 1)
+            todo += [(part, level + 1) for part in node.parts]
+    return deepest
+
+
+def parse_filter(where: Any, _level: int = 0) -> Filter | None:
     """A Filter from a dict (Mongo-style), a Filter, or ``None``/``{}`` (no filter)."""
     if where is None or isinstance(where, (Condition, Group)):
         return where
@@ -108,16 +129,23 @@ def parse_filter(where: Any) -> Filter | None:
         raise ConfigError(f"a filter is a dict such as {{'lang': 'en'}}, got {type(where).__name__}")
     if not where:
         return None
-    parts = [_dict_part(key, value) for key, value in where.items()]
+    if _level > MAX_DEPTH:  # before recursing further (a nest of thousands would overflow the stack)
+        raise ConfigError(f"a filter may nest groups ($and, $or, $not) {MAX_DEPTH} levels deep, this one "
+                          "nests more; write it flatter")
+    parts = [_dict_part(key, value, _level) for key, value in where.items()]
     return parts[0] if len(parts) == 1 else Group(Combine.AND, tuple(parts))
 
 
-def _dict_part(key: str, value: Any) -> Filter:
+def _dict_part(key: str, value: Any, level: int) -> Filter:
+    if not isinstance(key, str):
+        raise ConfigError(f"a filter key must be a non-empty string, got {key!r}")
+    check_text(key, "a filter key")
     if key in _DICT_GROUPS:
         items = value if isinstance(value, (list, tuple)) else [value]
         if not all(isinstance(item, dict) for item in items):
             raise ConfigError(f"{key} takes a list of filter dicts, got {value!r}")
-        return Group(_DICT_GROUPS[key], tuple(p for item in items if (p := parse_filter(item)) is not None))
+        parts = (parse_filter(item, level + 1) for item in items)
+        return Group(_DICT_GROUPS[key], tuple(p for p in parts if p is not None))
     if key.startswith("$"):
         raise ConfigError(f"unknown filter operator {key!r}; use {', '.join(_DICT_GROUPS)} or a key")
     if isinstance(value, dict):
@@ -146,7 +174,11 @@ def parse_where_items(items: Sequence[str] | None) -> Filter | None:
         key, sign, raw = match.groups()
         try:
             value = json.loads(raw)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if raw.lstrip().startswith(("[", "{")):  # meant as JSON: a typo must not become a literal string
+                raise ConfigError(f"--where {item!r}: the value looks like JSON but is not valid JSON ({exc.msg}); "
+                                  'write a list as ["a", "b"], or a text that starts with [ or { as a JSON '
+                                  'string ("[a")') from None
             value = raw
         op = _TEXT_OPS[sign]
         if isinstance(value, list) and op in (Op.EQ, Op.NE):

@@ -8,6 +8,7 @@ on the next open if a run was interrupted. Re-running therefore embeds only what
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from grace_rag.textio import TextError, file_name, shown
 from grace_rag.indexes.grace_index import GraceIndex
 from grace_rag.indexes.readers import SUPPORTED_EXTENSIONS, read_document
 from grace_rag.indexes.records import Chunk, EncoderInfo, check_fingerprint, content_hash
+from grace_rag.indexes.scan import FolderScan, scan, why_not_a_file
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +36,15 @@ class IngestConfig:
     chunk_overlap: int | None = field(default=None, metadata={"help": "Tokens shared by neighbouring chunks (default: chunk size / 8)."})
     batch_size: int = field(default=8, metadata={"help": "Chunks embedded and committed together."})
     extensions: tuple[str, ...] = field(default=SUPPORTED_EXTENSIONS, metadata={"help": "File types to read."})
+    max_file_mb: float = field(default=10.0, metadata={
+        "help": "Files larger than this many MB, or whose text is, are skipped and listed (a megabyte of text is "
+                "about 2,000 chunks to embed)."})
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not self.max_file_mb > 0:
+            raise ConfigError(f"max_file_mb must be a positive number of megabytes, got {self.max_file_mb}")
         if self.chunk_overlap is not None and self.chunk_overlap < 0:
             raise ConfigError(f"chunk_overlap must be at least 0 tokens, got {self.chunk_overlap}")
         if self.chunk_size is not None and self.chunk_size < 16:
@@ -90,28 +97,46 @@ def default_chunk_size(max_input_tokens: int) -> int:
 
 
 def scan_folder(root: Path, extensions: Sequence[str]) -> list[Path]:
-    """Supported files under ``root`` (recursive, sorted), skipping hidden files and folders."""
-    wanted = {e.lower() for e in extensions}
-    found = []
-    for path in Path(root).rglob("*"):
-        parts = path.relative_to(root).parts
-        if any(p.startswith(".") for p in parts) or not path.is_file():
-            continue
-        if path.suffix.lower() in wanted:
-            found.append(path)
-    return sorted(found)
+    """Supported files under ``root`` (recursive, sorted), skipping hidden files and folders and links."""
+    return scan(Path(root), extensions).files
 
 
-def files_to_index(root: Path, extensions: Sequence[str]) -> list[Path]:
-    """``root`` itself (a file) or the supported files under it; DataError when there is nothing to index."""
+def files_to_index(root: Path, extensions: Sequence[str]) -> FolderScan:
+    """``root`` itself (a file) or the supported files under it, and what is skipped; DataError when
+    there is nothing to index."""
     if not root.exists():
         raise DataError(f"{shown(root)} does not exist; pass a folder (or file) to index")
     if file_name(root) is None:
         raise DataError(f"the path {shown(root)} is not valid UTF-8; rename it (sources are stored as text)")
-    files = [root] if root.is_file() else scan_folder(root, extensions)
-    if not files:
-        raise DataError(f"no files to index under {root} (looked for {' '.join(extensions)}, recursively)")
-    return files
+    if not root.is_dir():
+        reason = why_not_a_file(root, root.parent)
+        if reason is not None:
+            raise DataError(f"{shown(root)}: {reason}; pass a folder or a regular file")
+        return FolderScan([root])
+    found = scan(root, extensions)
+    if not found.files:
+        also = f"; {len(found.skipped)} skipped, e.g. {shown(found.skipped[0][0])}: {found.skipped[0][1]}" \
+            if found.skipped else ""
+        raise DataError(f"no files to index under {shown(root)} (looked for {' '.join(extensions)}, recursively{also})")
+    return found
+
+
+MB = 1024 * 1024
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file was skipped, in one line of at most 200 characters."""
+    if isinstance(exc, TextError):
+        return exc.detail
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return reason if len(reason) <= 200 else reason[:199] + "…"
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``prefixes`` or lies under one of them."""
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 
@@ -133,9 +158,29 @@ def plan_changes(current: dict[str, str], stored: dict[str, str], root: str) -> 
     return Plan(sorted(to_read), sorted(unchanged), sorted(deleted))
 
 
+#: what SentenceSplitter can split a text at (its separator and its secondary chunking regex)
+_UNBREAKABLE = "[^\\s,.;\u3002\uff1f\uff01]"
+
+
+def split_text(text: str, splitter: Any) -> list[str]:
+    """The splitter's pieces of ``text``, after cutting every run of a chunk's width or more with nothing the
+    splitter can break at (no space, no punctuation: a long base64 line, a minified blob) into pieces of that
+    width: the splitter would split such a run into single characters, in quadratic time and memory."""
+    width = int(getattr(splitter, "chunk_size", 256))
+    pieces, start = [], 0
+    for run in re.finditer(f"{_UNBREAKABLE}{{{width},}}", text):
+        before = text[start:run.start()]
+        pieces += splitter.split_text(before) if before.strip() else []
+        pieces += [run.group()[i:i + width] for i in range(0, len(run.group()), width)]
+        start = run.end()
+    rest = text[start:]
+    pieces += splitter.split_text(rest) if rest.strip() else []
+    return pieces
+
+
 def make_chunks(source: str, text: str, splitter: Any) -> list[Chunk]:
     """Split one document; chunk ids are ``source#position``."""
-    pieces = [p for p in splitter.split_text(text) if p.strip()] if text.strip() else []
+    pieces = [p for p in split_text(text, splitter) if p.strip()]
     name = Path(source)
     return [
         Chunk(id=f"{source}#{i}", text=piece, source=source, position=i,
@@ -202,11 +247,15 @@ class Indexer:
     def run(self, root: Path) -> IngestReport:
         started, report = time.perf_counter(), IngestReport()
         root = Path(root).resolve()
-        files = files_to_index(root, self.config.extensions)
-        current = self._digests(files, report)
+        found = files_to_index(root, self.config.extensions)
+        for path, reason in found.skipped:
+            self._skip(report, shown(path), reason)
+        current = self._digests(found.files, report)
+        report.files_seen = len(found.files) + len(found.skipped)
         plan = plan_changes(current, self.index.store.file_hashes(), root.as_posix())
-        present = {path.as_posix() for path in files}
-        plan.deleted = [p for p in plan.deleted if p not in present]  # unreadable now is not deleted
+        present = {path.as_posix() for path in found.files}
+        kept = [path for path, _ in found.skipped]  # a link, a folder that cannot be read now: not deleted
+        plan.deleted = [p for p in plan.deleted if p not in present and not _under(p, kept)]
         report.files_unchanged = len(plan.unchanged)
         documents = self._read(plan.to_read, report)
         self._embed_missing(documents, report)  # before deletions: a moved file reuses its vectors
@@ -222,18 +271,24 @@ class Indexer:
         return report
 
     def _digests(self, files: list[Path], report: IngestReport) -> dict[str, str]:
-        """{path: content hash} of the files that can be read (and whose names are text)."""
-        report.files_seen = len(files)
-        current = {}
+        """{path: content hash} of the files that can be read, are not too large, and whose names are text."""
+        current, limit = {}, self.config.max_file_mb * MB
         for path in files:
             name = file_name(path)
             try:
                 if name is None:
                     raise TextError(path, "the file name is not valid UTF-8; rename the file to index it")
+                if path.stat().st_size > limit:
+                    self._skip(report, shown(path), self._too_large(path.stat().st_size, "bytes"))
+                    continue
                 current[name] = file_digest(path)
             except (OSError, TextError) as exc:
-                self._skip(report, shown(path), exc)
+                self._skip(report, shown(path), _reason(exc))
         return current
+
+    def _too_large(self, size: int, unit: str) -> str:
+        return (f"{size / MB:,.1f} MB of {unit}, over the {self.config.max_file_mb:g} MB limit for one file "
+                "(--max-file-mb)")
 
     def _forget(self, path: str) -> int:
         removed = self.index.store.forget_file(path)
@@ -246,18 +301,18 @@ class Indexer:
         documents = {}
         for path in paths:
             try:
-                documents[path] = make_chunks(path, read_document(Path(path)), splitter)
+                text = read_document(Path(path))
+                if len(text) > self.config.max_file_mb * MB:  # a small PDF or DOCX can hold much text
+                    self._skip(report, path, self._too_large(len(text), "text"))
+                else:
+                    documents[path] = make_chunks(path, text, splitter)
             except Exception as exc:  # any reader failure skips the file, never the run
-                self._skip(report, path, exc.__cause__ or exc)
+                self._skip(report, path, _reason(exc.__cause__ or exc))
             self.progress.advance("reading")
         report.files_indexed = len(documents)
         return documents
 
-    def _skip(self, report: IngestReport, path: str, exc: BaseException) -> None:
-        if isinstance(exc, TextError):
-            reason = exc.detail
-        else:
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    def _skip(self, report: IngestReport, path: str, reason: str) -> None:
         logger.warning("skipping %s (%s)", path, reason)
         report.skipped.append((path, reason))
 

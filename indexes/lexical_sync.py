@@ -14,7 +14,7 @@ from pathlib import Path
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.files import MANIFEST_FILE
-from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalDamage, LexicalIndex, check_revision
+from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalDamage, LexicalIndex, LexicalOutdated, check_revision
 from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, read_manifest, write_manifest
 from grace_rag.indexes.repair import catch_up
@@ -94,7 +94,8 @@ class LexicalSide:
                 logger.info("lexical index of %s is %s while another process writes to it; searching a copy "
                             "built from chunks.sqlite", self.path, damage)
                 return
-            level = logging.INFO if self.manifest.recreated else logging.WARNING  # said with the manifest
+            # said with the manifest, or an index of an older grace-rag brought up to date
+            level = logging.INFO if self.manifest.recreated or isinstance(damage, LexicalOutdated) else logging.WARNING
             stale = " (an interrupted run)" if str(damage).startswith("older") else ""
             logger.log(level, "lexical index of %s is %s%s; building it from chunks.sqlite", self.path, damage, stale)
             if repair:

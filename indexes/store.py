@@ -126,6 +126,8 @@ class ChunkStore:
             self._check_schema()
             self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
+            if create:
+                raise GraceIndexError(f"cannot create {self.path} ({exc}); choose an --index folder you can write") from None
             raise GraceIndexError(busy_message(self.path) if is_busy(exc) else self._damaged(str(exc))) from None
         if create:
             apply_modes([self.path])

@@ -25,6 +25,7 @@ from grace_rag.integrations._encoder import (
 )
 from grace_rag.indexes.files import DEFAULT_INDEX_DIR
 from grace_rag.models import DEFAULT_MODEL
+from grace_rag.tiktoken_files import seed_tiktoken_cache
 
 #: GraceEmbedding's declared settings: every EncoderConfig field, plus device and cache_folder
 _GraceEmbeddingSettings = create_model(
@@ -64,6 +65,7 @@ class GraceEmbedding(_GraceEmbeddingSettings):  # type: ignore[misc,valid-type]
             check_against(encoder, settings)
             kwargs.setdefault("device", str(encoder.device))
         super().__init__(model_name=name, **settings, **kwargs)
+        seed_tiktoken_cache()  # LlamaIndex's splitters load tiktoken offline in this and in spawned processes
         if encoder is None:
             encoder = build_encoder(self.model_name, settings, self.device, self.cache_folder)
         self._adopt(encoder)
@@ -89,6 +91,7 @@ class GraceEmbedding(_GraceEmbeddingSettings):  # type: ignore[misc,valid-type]
         return str(self.encoder.fingerprint)
 
     def __getstate__(self) -> dict[str, Any]:
+        seed_tiktoken_cache()  # pickled for worker processes, which rebuild a pipeline's tiktoken tokenizers
         encoder, self._encoder = self._encoder, None  # the model is rebuilt, never pickled
         try:
             return super().__getstate__()

@@ -24,6 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "server"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+SHELL_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 HEADING = re.compile(r"^#+ (.+)$", re.M)
 SERVER_URL = "localhost:8000"
 
@@ -110,7 +111,9 @@ def readme_server(model_dir, tmp_path_factory):
     (root / "docs").mkdir()
     (root / "docs" / "bees.txt").write_text("Honeybees dance to tell their sisters where the flowers are.")
     (root / "docs" / "bread.txt").write_text("Sourdough rises because wild yeasts make carbon dioxide.")
-    encoder = GraceEncoder(str(model_dir), config=EncoderConfig(max_rationale_tokens=4), device="cpu")
+    # no rationale for queries, as the default model: a query embedded as a document is another vector
+    encoder = GraceEncoder(str(model_dir), config=EncoderConfig(max_rationale_tokens=4, query_rationale_tokens=0),
+                           device="cpu")
     with GraceIndex.open_or_create(root / "index", encoder) as index:
         Indexer(index, encoder).run(root / "docs")
     server = ServerProcess(["--index", str(root / "index"), "--device", "cpu"], root / "home")
@@ -120,14 +123,13 @@ def readme_server(model_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[name for name, _ in BLOCKS])
 def test_python_block_runs(code, tiny_default_model, quickstart_folder, tmp_path, monkeypatch, request):
-    from grace_rag.server.openai_api import bundled_tiktoken_cache
-
     if 'backend="vllm"' in code and importlib.util.find_spec("vllm") is None:
         pytest.skip("the vLLM backend needs `pip install 'grace-rag[vllm]'` and a CUDA machine")
     work = tmp_path / "work"
     shutil.copytree(quickstart_folder, work)
     monkeypatch.chdir(work)
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))  # LangChain's OpenAI client tokenises offline
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):  # as a user pastes it: no cache chosen for tiktoken
+        monkeypatch.delenv(name, raising=False)
     if SERVER_URL in code:
         code = code.replace(SERVER_URL, f"127.0.0.1:{request.getfixturevalue('readme_server').port}")
     exec(compile(code, "docs", "exec"), {"__name__": "__docs__"})
@@ -182,3 +184,39 @@ def test_the_readme_is_a_front_door_and_its_links_resolve():
         text = page.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)#:]+\.(?:md|png))(?:#[^)]*)?\)", text):
             assert (page.parent / target).is_file(), f"{page.relative_to(REPO)} links to missing {target}"
+
+
+def shell_commands(text: str, program: str) -> list[str]:
+    """Every command of a page's bash blocks that runs ``program`` (continuation lines joined, comments cut)."""
+    commands = []
+    for block in SHELL_BLOCK.findall(text):
+        for command in re.sub(r"\\\n\s*", " ", block).splitlines():
+            if command.strip().startswith(program + " "):
+                commands.append(command.split("  #")[0].strip())
+    return commands
+
+
+CURLS = [line for page in PAGES for line in shell_commands(page.read_text(encoding="utf-8"), "curl")]
+
+
+def test_the_curl_lines_are_found():
+    assert CURLS and all(SERVER_URL in line for line in CURLS)
+
+
+@pytest.mark.parametrize("line", CURLS)
+def test_curl_line_runs_as_pasted(line, readme_server):
+    """The line as a user pastes it into bash (with $KEY set; the server was started without a key)."""
+    import json
+    import os
+    import subprocess
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    line = line.replace(SERVER_URL, f"127.0.0.1:{readme_server.port}")
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KEY": "any-key"})
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["hits"], reply
+    if '"explain": true' in line:
+        assert "query_rationale" in reply and "rationale" in reply["hits"][0]

@@ -343,15 +343,15 @@ def load_config(path: str | Path) -> TrainConfig:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_loader_without_aliases(yaml)) or {}
         elif suffix == ".json":
             data = json.loads(text)
         else:
             raise ConfigError(f"config file {path}: unknown format {suffix!r}; use .toml, .yaml or .json")
     except ConfigError:
         raise
-    except Exception as exc:  # parser errors carry line numbers in their message
-        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from None
+    except Exception as exc:  # parser errors carry line numbers in their message (YAML's over several lines)
+        raise ConfigError(f"config file {path} cannot be parsed: {' '.join(str(exc).split())[:500]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
     if isinstance(data.get("train"), dict):
@@ -360,6 +360,21 @@ def load_config(path: str | Path) -> TrainConfig:
                               "keep one")
         data = {**({"encoder": data["encoder"]} if "encoder" in data else {}), **data["train"]}
     return TrainConfig.from_dict(data, source=str(path))
+
+
+def _loader_without_aliases(yaml: Any) -> Any:
+    """PyYAML's safe loader, refusing aliases (``*name``): a config needs none, and nested aliases expand
+    into values of gigabytes (a "billion laughs" file), which an error message would then print."""
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.events.AliasEvent):
+                event = self.peek_event()
+                raise yaml.YAMLError(f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not "
+                                     "supported in config files; write the value out")
+            return super().compose_node(parent, index)
+
+    return Loader
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

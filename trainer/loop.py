@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,7 +54,9 @@ def _apply_lora(model: Any, config: TrainConfig) -> Any:
         return model
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question (is_gradient_checkpointing)
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def _frozen_copy(model: Any) -> Any:
@@ -81,12 +85,18 @@ class GraceTrainer:
 
         self.config = config
         self.encoder_config = encoder_config or training_encoder_config(config, backbone.settings)
-        self.accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision, backbone.model.device.type),
-                                       cpu=backbone.model.device.type == "cpu")
+        device_type = backbone.model.device.type
+        precision = _mixed_precision(config.mixed_precision, device_type)
+        # bf16 autocasts the gradient passes only (self._autocast); rollouts decode in the weights' own
+        # format (under an autocast, rotary keys come out float32 and values bf16, which a static KV
+        # cache cannot hold). fp16 needs accelerate's gradient scaler, so accelerate autocasts it.
+        self.accelerator = Accelerator(mixed_precision="no" if precision == "bf16" else precision,
+                                       cpu=device_type == "cpu")
+        self._autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if precision == "bf16" \
+            else nullcontext
         torch.manual_seed(config.seed)
         self.backbone = backbone
-        # fp32 master weights on every device (bf16 weights would swallow most small AdamW updates);
-        # accelerate's mixed precision autocasts the compute
+        # fp32 master weights on every device (bf16 weights would swallow most small AdamW updates)
         model = backbone.model.float()
         memo = config.objective == Objective.CONTRASTIVE and config.mode == Mode.SUPERVISED
         keeps_initial = config.lora or config.reference_copy  # (config checks refuse what would need it otherwise)
@@ -222,7 +232,8 @@ class GraceTrainer:
         sums: dict[str, float] = {}
         with self.accelerator.no_sync(self.model):  # gradients are averaged in _optimizer_step (average_gradients)
             for rows in micro:
-                loss, stats = self._micro_loss(ro, rows, scored, old, same, totals, cl_weight, len(micro))
+                with self._autocast():
+                    loss, stats = self._micro_loss(ro, rows, scored, old, same, totals, cl_weight, len(micro))
                 self.accelerator.backward(loss)
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value / (1 if key in ("policy_loss", "kl") else len(micro))

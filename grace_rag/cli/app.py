@@ -22,9 +22,16 @@ from grace_rag.errors import GraceError
 from grace_rag.textio import check_text, shown
 
 
+MAX_ERROR_CHARS = 2000  # a message quoting a huge value (a whole text, a list) is cut, not printed in full
+
+
 def fail(message: str) -> typer.Exit:
-    """Print ``message`` as one red line on stderr (undecodable bytes as ``\\xNN``); return the exit to raise."""
-    typer.secho(f"error: {shown(message)}", fg=typer.colors.RED, err=True)
+    """Print ``message`` as one red line on stderr (undecodable bytes as ``\\xNN``, control characters
+    escaped, at most MAX_ERROR_CHARS); return the exit to raise."""
+    line = shown(message)
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[:MAX_ERROR_CHARS]}... ({len(line) - MAX_ERROR_CHARS:,} more characters)"
+    typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     return typer.Exit(1)
 
 

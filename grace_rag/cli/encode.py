@@ -11,6 +11,7 @@ from grace_rag.cli.options import DeviceOpt, JsonOpt, ModelOpt
 from grace_rag.cli.settings import Given, config_options
 from grace_rag.config import EncoderConfig, Role
 from grace_rag.models import DEFAULT_MODEL
+from grace_rag.textio import shown
 
 
 @config_options(settings=EncoderConfig)
@@ -33,8 +34,8 @@ def explain(
         return
     rationales = encoder.explain(texts, role=role)
     for text, rationale in zip(texts, rationales):
-        typer.secho(text, bold=True)
-        typer.echo(f"  -> {rationale}\n")
+        typer.secho(shown(text), bold=True)
+        typer.echo(f"  -> {shown(' '.join(rationale.split()))}\n")  # one line: a rationale may hold newlines
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,7 @@ from grace_rag.cli.settings import Given, config_options
 from grace_rag.config import EncoderConfig
 from grace_rag.errors import ConfigError
 from grace_rag.indexes.files import DEFAULT_INDEX_DIR
+from grace_rag.textio import shown
 from grace_rag.indexes.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, FusionMethod, SearchMode
 
 IndexDir = Annotated[Path, typer.Option("--index", help="Index directory.")]
@@ -31,6 +32,13 @@ ModelOpt = Annotated[str | None, typer.Option(
 
 def _choices(enum: type[Enum]) -> str:
     return ", ".join(member.value for member in enum)
+
+
+def _ingest_help(name: str) -> str:
+    """An IngestConfig field's own help."""
+    from grace_rag.indexes.ingest import IngestConfig
+
+    return {f.name: f for f in dataclasses.fields(IngestConfig)}[name].metadata["help"]
 
 
 def _ray_help(name: str) -> str:
@@ -72,11 +80,16 @@ class RichProgress:
 
 
 def _shown(path: str) -> str:
-    """A path relative to the current folder when it lies below it."""
+    """A path relative to the current folder when it lies below it, printable on one line."""
     try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        return shown(os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path)
     except ValueError:
-        return path
+        return shown(path)
+
+
+def _line(text: str) -> str:
+    """A text (a chunk, a rationale) on one printable line: runs of whitespace as one space."""
+    return shown(" ".join(text.split()))
 
 
 def _summary(report: Any) -> str:
@@ -87,7 +100,7 @@ def _summary(report: Any) -> str:
         f"chunks: {r.chunks_added} added, {r.chunks_updated} updated, {r.chunks_removed} removed, "
         f"{r.chunks_unchanged} unchanged ({r.chunks_embedded} embedded) in {r.seconds:.1f} s",
     ]
-    lines += [f"skipped {_shown(path)}: {reason}" for path, reason in r.skipped]
+    lines += [f"skipped {_shown(path)}: {shown(reason)}" for path, reason in r.skipped]
     return "\n".join(lines)
 
 
@@ -100,6 +113,7 @@ def index_command(
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: half the model's input length).")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default: chunk size / 8).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Chunks embedded and saved together.")] = 8,
+    max_file_mb: Annotated[float, typer.Option(help=_ingest_help("max_file_mb"))] = 10.0,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat; 'auto' picks by size.")] = None,
     nprobe: Annotated[int | None, typer.Option(
         min=0, help="IVF lists a search visits; 0 measures it when the IVF index is built (recall@10 0.95 on "
@@ -124,7 +138,8 @@ def index_command(
     request = IndexRequest(
         path=path, index_dir=index, model=model, settings=settings.build(),
         factory=factory, nprobe=nprobe, device=device,
-        ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size),
+        ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size,
+                            max_file_mb=max_file_mb),
         cluster=RayConfig(address=address, workers=workers, gpus_per_worker=gpus_per_worker) if ray else None,
     )
     if not ray and (address or workers or gpus_per_worker):
@@ -171,16 +186,16 @@ def query_command(
         return
     console = Console()
     if explain and result["mode"] != SearchMode.LEXICAL.value:
-        console.print(f"[bold]query rationale:[/bold] {escape(result['query_rationale'] or '(none)')}")
+        console.print(f"[bold]query rationale:[/bold] {escape(_line(result['query_rationale']) or '(none)')}")
     if not result["hits"]:
         console.print("no hits")
     for rank, hit in enumerate(result["hits"], 1):
-        snippet = " ".join(hit["text"].split())[:200]
+        snippet = _line(hit["text"])[:200]
         console.print(f"[bold]{rank}.[/bold] {hit['score']:.3f}  [cyan]{escape(_shown(hit['source']) or hit['id'])}[/cyan] "
                       f"(chunk {hit['position']}){_sides(hit, result['mode'])}")
         console.print(f"   {escape(snippet)}", soft_wrap=True)
         if explain:
-            console.print(f"   [dim]why:[/dim] {escape(hit['rationale'] or '(none)')}", soft_wrap=True)
+            console.print(f"   [dim]why:[/dim] {escape(_line(hit['rationale']) or '(none)')}", soft_wrap=True)
 
 
 def _sides(hit: dict[str, Any], mode: str) -> str:
@@ -207,8 +222,8 @@ def delete_command(
         typer.echo(json.dumps(result, indent=2))
         return
     for path, count in result["removed_chunks"].items():
-        typer.echo(f"{path}: {count} chunks removed")
-    typer.echo(f"{result['files']} files, {result['chunks']} chunks left in {index}")
+        typer.echo(f"{shown(path)}: {count} chunks removed")
+    typer.echo(f"{result['files']} files, {result['chunks']} chunks left in {shown(index)}")
 
 
 def info_command(

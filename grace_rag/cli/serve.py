@@ -37,15 +37,21 @@ def serve_command(
     Encoder settings given here must match the index's (checked against its fingerprint); with
     --embeddings-only they configure the served model.
     """
-    from grace_rag.server.run import build_service, serve
+    from grace_rag.server.run import build_service, listen, serve
     from grace_rag.server.service import ServeLimits
 
     limits = ServeLimits(max_inputs=max_inputs, max_text_chars=max_text_chars, max_body_bytes=int(max_body_mb * 1024 * 1024),
                          max_k=max_k, batch_texts=batch_texts, batch_wait_ms=batch_wait_ms)
-    service = build_service(None if embeddings_only else index, model, device, limits, settings.build())
+    sock = listen(host, port)  # a busy port is refused before the model loads
+    try:
+        service = build_service(None if embeddings_only else index, model, device, limits, settings.build())
+    except BaseException:
+        sock.close()
+        raise
     what = "embeddings only" if embeddings_only else f"index {index}"
-    typer.echo(f"grace-rag serve: {service.encoder.model_name} ({what}) on http://{host}:{port}", err=True)
-    serve(service, host=host, port=port, api_key=api_key, shutdown_timeout=shutdown_timeout, log_level=log_level)
+    bound = sock.getsockname()[1]  # the port --port 0 was given
+    typer.echo(f"grace-rag serve: {service.encoder.model_name} ({what}) on http://{host}:{bound}", err=True)
+    serve(service, sock, api_key=api_key, shutdown_timeout=shutdown_timeout, log_level=log_level)
 
 
 def register(app: typer.Typer) -> None:

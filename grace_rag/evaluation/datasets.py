@@ -144,6 +144,13 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
         qrels.setdefault(query_id, {})[doc_id] = score
     if not qrels:
         raise DataError(f"{qrels_path}: no relevance judgements in this split")
+    unjudged = [qid for qid, judged in qrels.items() if not any(score > 0 for score in judged.values())]
+    if len(unjudged) == len(qrels):
+        raise DataError(f"{qrels_path}: no positive judgement (score > 0) in this split, so every metric would be 0; "
+                        "mark the relevant documents with a score of 1 or more")
+    if unjudged:
+        logger.warning("%s: %d of %d queries have no positive judgement (score > 0); they score 0 on every metric",
+                       qrels_path, len(unjudged), len(qrels))
     queries = {qid: all_queries[qid] for qid in sorted(qrels)}
     logger.info("loaded %s/%s: %d documents, %d queries", folder.name, split,
                 len(corpus), len(queries))

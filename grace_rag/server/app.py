@@ -2,7 +2,10 @@
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "code"}}``, so OpenAI clients show
 the message: 400 for a request that breaks a rule or a limit, 401 for a missing or wrong
-bearer token, 413 for a body over the size limit, 503 while shutting down.
+bearer token, 413 for a body over the size limit (answered from the declared length, before
+any of the body is read), 503 while shutting down. A POST body is read as JSON whatever its
+Content-Type (``curl -d`` sends form encoding). There is no interactive ``/docs`` page (it would
+load JavaScript from a CDN); the OpenAPI schema is at ``/openapi.json``, behind the API key.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ except ImportError:  # pragma: no cover - exercised by a test that hides the pac
     raise ImportError("grace-rag serve needs FastAPI and uvicorn: pip install 'grace-rag[serve]'") from None
 
 from grace_rag.errors import GraceError
+from grace_rag.textio import check_text
 from grace_rag.server.batching import ShuttingDown
 from grace_rag.server.openai_api import EmbeddingsRequest, RequestError, embeddings_response, input_texts
 from grace_rag.indexes.fusion import DEFAULT_MODE
@@ -76,19 +80,39 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) <= self.max_bytes:
             return await self.app(scope, receive, send)
-        body, more = b"", True  # no (or a too large) declared length: read at most max_bytes
+        if length is not None and length.isdigit():  # declared too large: answered before reading any of it
+            response = self.too_large()
+            return await response(scope, receive, send)
+        body, more = b"", True  # no (or an unreadable) declared length: read at most max_bytes
         while more and len(body) <= self.max_bytes:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
         if len(body) > self.max_bytes:
-            response = error(413, f"the request body is over {self.max_bytes} bytes; send fewer or shorter texts")
+            response = self.too_large()
             return await response(scope, receive, send)
 
         async def replay() -> dict:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    def too_large(self) -> JSONResponse:
+        return error(413, f"the request body is over {self.max_bytes} bytes (--max-body-mb); send fewer or shorter texts",
+                     headers={"Connection": "close"})
+
+
+class JsonBody:
+    """ASGI middleware: a POST body is JSON whatever Content-Type says (``curl -d`` sends form encoding)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:
@@ -108,6 +132,7 @@ def _check_texts(texts: list[str], service: GraceService, what: str) -> None:
     if len(texts) > limits.max_inputs:
         raise RequestError(f"{what} has {len(texts)} texts; this server takes at most {limits.max_inputs} per request (--max-inputs)")
     for i, text in enumerate(texts):
+        check_text(text, f"{what}[{i}]" if len(texts) > 1 or what == "input" else what)
         if len(text) > limits.max_text_chars:
             raise RequestError(f"{what}[{i}] has {len(text)} characters; the limit is {limits.max_text_chars} (--max-text-chars)")
 
@@ -120,10 +145,16 @@ def create_app(service: GraceService, api_key: str | None = None) -> FastAPI:
         yield
         await asyncio.to_thread(service.close)
 
-    app = FastAPI(title="grace-rag", summary="GRACE embeddings and search", lifespan=lifespan)
-    app.add_middleware(BodyLimit, max_bytes=service.limits.max_body_bytes)
+    app = FastAPI(title="grace-rag", summary="GRACE embeddings and search", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(JsonBody)
+    app.add_middleware(BodyLimit, max_bytes=service.limits.max_body_bytes)  # added last: runs first
     _add_error_handlers(app)
     authorised = Depends(_bearer_check(api_key))
+
+    @app.get("/openapi.json", dependencies=[authorised], include_in_schema=False)
+    async def schema() -> dict:
+        return app.openapi()
 
     async def counted() -> AsyncIterator[None]:
         service.in_flight += 1
@@ -205,4 +236,6 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's json.loads failed
+            return error(400, "invalid request: the body could not be read as JSON (malformed, or nested too deeply)")
         return error(exc.status_code, str(exc.detail))

@@ -14,13 +14,13 @@ import base64
 import functools
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from grace_rag.errors import GraceError
+from grace_rag.tiktoken_files import bundled_tiktoken_cache, seed_tiktoken_cache  # noqa: F401 (re-exported)
 
 #: what ``input`` may hold: one text, texts, one token-id sequence, token-id sequences
 EmbeddingInput = Union[str, list[str], list[int], list[list[int]]]  # noqa: UP007
@@ -42,16 +42,6 @@ class EmbeddingsRequest(BaseModel):
     user: str | None = Field(default=None, description="Accepted and ignored.")
     input_type: Literal["query", "document"] = Field(
         default="document", description="grace-rag extension: encode with the query or the document instruction.")
-
-
-def bundled_tiktoken_cache() -> Path | None:
-    """The folder of tiktoken files (cl100k_base among them) that llama-index-core ships, if installed."""
-    try:
-        import llama_index.core
-    except ImportError:
-        return None
-    folder = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
-    return folder if folder.is_dir() else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -94,17 +94,11 @@ class GraceService:
         search = functools.partial(self.retriever.search, query, k, where, mode=mode, fusion=fusion, encoded=encoded)
         result = await asyncio.get_running_loop().run_in_executor(self._index_thread, search)
         out = result.to_dict(explain)
-        for hit, row in zip(result.hits, out["hits"]):
-            relevance = self._relevance(hit)
-            if relevance is not None:
-                row["relevance"] = relevance
+        if self.calibration is not None:  # fitted on cosines: a fused or BM25 score is no cosine
+            for hit, row in zip(result.hits, out["hits"]):
+                cosine = hit.dense_score
+                row["relevance"] = None if cosine is None else round(self.calibration.relevance(cosine), 4)
         return out
-
-    def _relevance(self, hit: Any) -> float | None:
-        """The calibrated relevance of a hit's cosine (its dense score); None without a calibration or a cosine."""
-        if self.calibration is None or hit.dense_score is None:
-            return None
-        return round(self.calibration.relevance(hit.dense_score), 4)
 
     def info(self) -> dict[str, Any]:
         """Model, settings, index, limits, batching so far and the score calibration."""

@@ -54,8 +54,16 @@ def test_lexical_mode_ranks_by_bm25_and_only_returns_word_matches(path):
         assert index.search(text="the of and", k=5) == []  # stopwords only: no lexical match
 
 
-def test_lexical_scores_equal_the_evaluation_bm25_baseline(path):
+def test_lexical_scores_equal_bm25s_with_the_same_settings(path):
+    """The index's BM25 is bm25s's (k1, b, stemmer); its stop list is NLTK's (the evaluation baseline keeps bm25s's)."""
+    import Stemmer
+    from bm25s.tokenization import Tokenizer
+
+    from grace_rag.indexes.lexical import B, K1, STOPWORDS
+
     baseline = BM25Retriever()
+    baseline._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english"), stopwords=STOPWORDS)
+    assert (K1, B) == (baseline._bm25s.BM25().k1, baseline._bm25s.BM25().b)
     baseline.index(TEXTS)
     positions, scores = baseline.search(["magma volcano eruptions"], k=3)
     with GraceIndex.open(path) as index:

@@ -81,16 +81,23 @@ def test_pickle_keeps_every_setting_and_not_the_model(embedding):
     np.testing.assert_allclose(again.get_query_embedding("a query"), embedding.get_query_embedding("a query"), atol=1e-6)
 
 
-def test_multiprocess_ingestion_gives_the_in_process_vectors(embedding, monkeypatch):
-    # the spawned workers unpickle SentenceSplitter's tiktoken tokenizer, which would be downloaded
-    from grace_rag.server.openai_api import bundled_tiktoken_cache
+def test_multiprocess_ingestion_gives_the_in_process_vectors(embedding, monkeypatch, tmp_path):
+    """As a user runs it offline: no tiktoken cache chosen, and (here) tiktoken's default cache empty. The
+    spawned workers unpickle SentenceSplitter's tiktoken tokenizer, which they would download (and hang
+    offline) unless GraceEmbedding seeded tiktoken's cache with the copy llama-index-core ships."""
+    import tempfile
 
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(bundled_tiktoken_cache()))
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # workers inherit it: their default cache is empty
+    monkeypatch.setattr(tempfile, "tempdir", None)
     documents = [Document(text=text, id_=key) for key, text in DOCS.items()]
     splitter = SentenceSplitter(chunk_size=24, chunk_overlap=0)
     nodes = IngestionPipeline(transformations=[splitter, embedding]).run(documents=documents, num_workers=2)
     assert len(nodes) >= 3
     expected = vectors(embedding, [node.get_content(metadata_mode="embed") for node in nodes])
     np.testing.assert_allclose(np.array([node.embedding for node in nodes]), expected, atol=1e-6)
+    assert (tmp_path / "tmp" / "data-gym-cache").is_dir()
     default = GraceEmbedding(embedding.model_name, device="cpu", cache=False)
     assert not np.allclose(vectors(default, [nodes[0].get_content(metadata_mode="embed")])[0], expected[0], atol=1e-3)

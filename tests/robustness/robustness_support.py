@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,35 @@ def refused(args: list[str], code: int, fragment: str, *roots: Path) -> str:
     assert fragment in line, line
     assert not changes(before, snapshot(*roots))
     return line
+
+
+MID_WRITE = """
+import sys
+import numpy as np
+from grace_rag.indexes import Chunk, GraceIndex
+index = GraceIndex.open(sys.argv[1])
+index.lock()
+vector = np.ones((1, index.dimension), np.float32) / np.sqrt(index.dimension)
+index.upsert([Chunk(id="new#0", text="fresh lava chunk", source="/elsewhere/new.txt")], vector)
+print("written", flush=True)  # chunks.sqlite is now ahead of index.faiss, lexical/ and manifest.json
+sys.stdin.readline()
+index.save()
+index.close()
+print("saved", flush=True)
+"""
+
+
+def start_mid_write(index_dir: Path) -> subprocess.Popen:
+    """Another process that holds the write lock of ``index_dir`` and has committed a chunk it has not
+    saved yet (the derived files look stale until :func:`finish_mid_write`)."""
+    proc = subprocess.Popen([sys.executable, "-c", MID_WRITE, str(index_dir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "written", proc.stderr.read()
+    return proc
+
+
+def finish_mid_write(proc: subprocess.Popen) -> None:
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "saved", proc.stderr.read()
+    proc.wait(60)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from robustness_support import changes, refused, snapshot
+from robustness_support import changes, finish_mid_write, refused, snapshot, start_mid_write
 from typer.testing import CliRunner
 
 from grace_rag.cli.app import app
@@ -150,28 +150,10 @@ def _umask() -> int:
 
 
 # -- 3. readers during a write -----------------------------------------------------------------------
-MID_WRITE = """
-import sys
-import numpy as np
-from grace_rag.indexes import Chunk, GraceIndex
-index = GraceIndex.open(sys.argv[1])
-index.lock()
-vector = np.ones((1, index.dimension), np.float32) / np.sqrt(index.dimension)
-index.upsert([Chunk(id="new#0", text="fresh lava chunk", source="/elsewhere/new.txt")], vector)
-print("written", flush=True)  # chunks.sqlite is now ahead of index.faiss, lexical/ and manifest.json
-sys.stdin.readline()
-index.save()
-index.close()
-print("saved", flush=True)
-"""
-
-
 @pytest.fixture
 def mid_write(work):
     """Another process that has committed chunks and not yet saved the derived files (it holds the lock)."""
-    proc = subprocess.Popen([sys.executable, "-c", MID_WRITE, str(work / "ix")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "written", proc.stderr.read()
+    proc = start_mid_write(work / "ix")
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -188,9 +170,7 @@ def test_a_reader_during_a_write_sees_no_damage_and_writes_nothing(work, mid_wri
     assert result.exit_code == 0, result.output
     assert result.stderr == "", result.stderr  # neither "interrupted" nor "damaged": the writer is alive
     assert not changes(before, snapshot(work / "ix"))
-    mid_write.stdin.write("go\n")
-    mid_write.stdin.flush()
-    assert mid_write.stdout.readline().strip() == "saved"
+    finish_mid_write(mid_write)
 
 
 @bad_input

@@ -92,3 +92,16 @@ def test_contrastive_weight_schedule_is_linear_to_the_last_step():
                                           "contrastive_weight_end": 0.0}), tiny_backbone())
     trainer.total_steps = 5
     assert [trainer.contrastive_weight(s) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "grace", "both"])
+def test_bf16_autocast_trains_every_objective(triplets, monkeypatch, objective):
+    """Where the CPU multiplies bf16 natively the gradient passes autocast to bf16; rollouts decode as they are."""
+    monkeypatch.setenv("GRACE_RAG_NATIVE_BF16", "1")
+    cfg = TrainConfig(objective=objective, batch_size=3, rollouts=2, length_penalty="off", lora=True,
+                      encoder=EncoderConfig(max_rationale_tokens=4, query_rationale_tokens=0, max_input_tokens=16))
+    trainer = GraceTrainer(cfg, tiny_backbone(seed=4))
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    metrics = trainer.step(triplets[:3], 0)
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.policy.named_parameters() if p.requires_grad)
