@@ -79,6 +79,7 @@ def variants(name: str, folder: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True)
+    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     args = parser.parse_args()
     folder = OUT / args.label
     sets = [name for name in RETRIEVAL_SETS if (folder / f"{name}.npz").is_file()]
@@ -88,10 +89,16 @@ def main() -> None:
     rows = list(next(iter(table.values())))
     summary = {row: {"mean": float(np.mean([table[s][row] for s in sets])),
                      "worst": float(min(table[s][row] for s in sets))} for row in rows}
-    print(f"{'variant':36s} " + " ".join(f"{s[:9]:>9s}" for s in sets) + f" {'mean':>7s} {'worst':>7s}")
-    for row in rows:
-        print(f"{row:36s} " + " ".join(f"{table[s][row]:9.4f}" for s in sets)
-              + f" {summary[row]['mean']:7.4f} {summary[row]['worst']:7.4f}")
+    if args.markdown:
+        print("| variant | " + " | ".join(sets) + " | mean | worst |\n|" + "---|" * (len(sets) + 3))
+        for row in rows:
+            print(f"| {row} | " + " | ".join(f"{table[s][row]:.3f}" for s in sets)
+                  + f" | {summary[row]['mean']:.3f} | {summary[row]['worst']:.3f} |")
+    else:
+        print(f"{'variant':36s} " + " ".join(f"{s[:9]:>9s}" for s in sets) + f" {'mean':>7s} {'worst':>7s}")
+        for row in rows:
+            print(f"{row:36s} " + " ".join(f"{table[s][row]:9.4f}" for s in sets)
+                  + f" {summary[row]['mean']:7.4f} {summary[row]['worst']:7.4f}")
     (folder / "fusion.json").write_text(json.dumps({"sets": table, "summary": summary}, indent=2) + "\n")
 
 
