@@ -15,6 +15,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from grace_rag.config import parse_choice
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.nprobe import CALIBRATION_QUERIES, calibrate_nprobe
 from grace_rag.indexes.factory import (
@@ -26,7 +27,7 @@ from grace_rag.indexes.files import (  # noqa: F401 (file names re-exported)
 )
 from grace_rag.indexes.filters import Filter, check_keys, parse_filter
 from grace_rag.indexes.fusion import FusionConfig, SearchMode, fuse, single_side
-from grace_rag.indexes.lexical import LEXICAL_DIR, remove_leftovers
+from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalText, remove_leftovers
 from grace_rag.indexes.lexical_sync import LexicalSide
 from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, atomic_write_bytes, write_manifest
@@ -178,6 +179,20 @@ class GraceIndex:
         self.store.set_meta({"search": json.dumps(self.manifest.search.to_dict())}, bump=False)
         self._measure_nprobe(self._index)
         apply_search_params(self._index, self.manifest.search)
+
+    def set_lexical_text(self, text: "LexicalText | str | None") -> None:
+        """Choose what BM25 indexes per chunk: ``"text"`` or ``"text+rationale"`` (the rationale each vector
+        was built from); ``None`` keeps the current choice. Recorded, and the lexical side rebuilt and saved."""
+        if text is None:
+            return
+        text = parse_choice(LexicalText, text, "lexical text")
+        if text is self.manifest.lexical_text:
+            return
+        self.lock()
+        self.manifest.lexical_text = text
+        self.store.set_meta({"lexical_text": text.value}, bump=False)
+        self.lexical.reset()
+        self.save()
 
     @classmethod
     def _from_store(cls, path: Path, store: ChunkStore, manifest: Manifest, lock: WriteLock) -> "GraceIndex":
@@ -433,6 +448,7 @@ class GraceIndex:
             "chunks": self.store.count(),
             "files": len(self.store.file_hashes()),
             "lexical_revision": self.manifest.lexical_revision,
+            "lexical_text": LexicalText(self.manifest.lexical_text).value,
             "store_revision": self.store.revision,
             "encoder_settings": self.manifest.encoder.settings,
             "sizes_bytes": sizes,

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ STOPWORDS = "en_plus"
 K1, B = 1.5, 0.75  # bm25s defaults (Robertson et al.), as in the evaluation baseline
 SETTINGS = {"method": "bm25s", "k1": K1, "b": B, "stemmer": STEMMER, "stopwords": STOPWORDS}
 LEGACY_SETTINGS = {**SETTINGS, "stopwords": "en"}  # a lexical/ folder without settings.json
+
+
+class LexicalText(str, Enum):
+    """What BM25 indexes for each chunk (an index setting, recorded in manifest.json and chunks.sqlite)."""
+
+    TEXT = "text"  # the chunk's text
+    TEXT_AND_RATIONALE = "text+rationale"  # the text and the rationale its vector was built from
+
+
+#: The chunk text alone: with the shipped model, whose rationales are poor, BM25 over text + rationale
+#: hurt hybrid search on the dev sets (mean 0.849 against 0.855 at alpha 0.3, SNLI 0.623 against 0.650);
+#: with a model whose rationales stay the base's (recipe candidate (a)) it helped (0.865 against 0.853,
+#: worst set 0.678 against 0.653). benchmarks/fusion_dev.py measures both for a model.
+DEFAULT_LEXICAL_TEXT = LexicalText.TEXT
 
 
 class LexicalDamage(Exception):
@@ -78,21 +93,23 @@ def top_positive(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 class LexicalIndex:
     """BM25 over a fixed set of chunks, identified by their chunk-store ids (``fids``)."""
 
-    def __init__(self, model: Any, fids: np.ndarray, revision: int, stopwords: str | Sequence[str] = STOPWORDS) -> None:
+    def __init__(self, model: Any, fids: np.ndarray, revision: int, stopwords: str | Sequence[str] = STOPWORDS,
+                 text: LexicalText = DEFAULT_LEXICAL_TEXT) -> None:
         self.model = model  # a bm25s.BM25, or None for an empty corpus
         self.fids = np.asarray(fids, dtype=np.int64)
         self.revision = revision  # the chunk-store revision these texts were read at
         self.stopwords = stopwords  # queries are tokenized as the texts were
+        self.text = LexicalText(text)  # what was indexed for each chunk
 
     @classmethod
     def build(cls, fids: Sequence[int], texts: Sequence[str], revision: int,
-              stopwords: str | Sequence[str] = STOPWORDS) -> "LexicalIndex":
-        """Tokenize and index ``texts`` (one per chunk id)."""
+              stopwords: str | Sequence[str] = STOPWORDS, text: LexicalText = DEFAULT_LEXICAL_TEXT) -> "LexicalIndex":
+        """Tokenize and index ``texts`` (one per chunk id; ``text`` says what they hold)."""
         if not len(texts):
-            return cls(None, np.zeros(0, np.int64), revision, stopwords)
+            return cls(None, np.zeros(0, np.int64), revision, stopwords, text)
         model = import_bm25s().BM25(k1=K1, b=B)
         model.index(tokenize(texts, stopwords), show_progress=False)
-        return cls(model, np.asarray(fids, np.int64), revision, stopwords)
+        return cls(model, np.asarray(fids, np.int64), revision, stopwords, text)
 
     def __len__(self) -> int:
         return len(self.fids)
@@ -100,7 +117,7 @@ class LexicalIndex:
     def settings(self) -> dict[str, Any]:
         """How this index tokenizes and scores (saved beside it)."""
         stopwords = self.stopwords if isinstance(self.stopwords, str) else sorted(self.stopwords)
-        return {**SETTINGS, "stopwords": stopwords}
+        return {**SETTINGS, "stopwords": stopwords, "text": self.text.value}
 
     def search(self, text: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """The ``k`` best chunks for ``text`` as ``(fid, BM25 score)``; only those sharing a word with it.
@@ -143,8 +160,10 @@ class LexicalIndex:
         return digest
 
     @classmethod
-    def load(cls, index_dir: Path, digest: str, revision: int, count: int) -> "LexicalIndex":
-        """Read ``index_dir/lexical``; LexicalDamage if it is missing, altered or does not hold ``count`` chunks."""
+    def load(cls, index_dir: Path, digest: str, revision: int, count: int,
+             text: LexicalText = DEFAULT_LEXICAL_TEXT) -> "LexicalIndex":
+        """Read ``index_dir/lexical``; LexicalDamage if it is missing, altered, does not hold ``count`` chunks
+        or indexed something else than ``text``."""
         folder = Path(index_dir) / LEXICAL_DIR
         if not (folder / FIDS_FILE).is_file():
             raise LexicalDamage("missing")
@@ -153,9 +172,12 @@ class LexicalIndex:
                 raise LexicalDamage("its files do not match manifest.json")
             settings = json.loads((folder / SETTINGS_FILE).read_text()) if (folder / SETTINGS_FILE).is_file() \
                 else LEGACY_SETTINGS
-            if settings != SETTINGS:
-                changed = ", ".join(f"{k} {settings.get(k)!r}" for k in SETTINGS if settings.get(k) != SETTINGS[k])
-                raise LexicalOutdated(f"tokenized with other settings ({changed}; now {SETTINGS['stopwords']!r})")
+            wanted = {**SETTINGS, "text": LexicalText(text).value}
+            settings = {"text": LexicalText.TEXT.value, **settings}  # written before the setting existed
+            if settings != wanted:
+                changed = ", ".join(f"{k} {settings.get(k)!r} (now {v!r})" for k, v in wanted.items()
+                                    if settings.get(k) != v)
+                raise LexicalOutdated(f"tokenized with other settings ({changed})")
             fids = np.load(folder / FIDS_FILE, allow_pickle=False)
             model = import_bm25s().BM25.load(folder, allow_pickle=False, show_progress=False) if len(fids) else None
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
@@ -163,7 +185,7 @@ class LexicalIndex:
         documents = model.scores["num_docs"] if model is not None else 0
         if fids.ndim != 1 or len(fids) != documents or len(fids) != count:
             raise LexicalDamage(f"it holds {len(fids)} chunks, the chunk store {count}")
-        return cls(model, fids, revision)
+        return cls(model, fids, revision, text=text)
 
 
 def remove_leftovers(index_dir: Path) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.files import MANIFEST_FILE
-from grace_rag.indexes.lexical import LEXICAL_DIR, LexicalDamage, LexicalIndex, LexicalOutdated, check_revision
+from grace_rag.indexes.lexical import (
+    LEXICAL_DIR, LexicalDamage, LexicalIndex, LexicalOutdated, LexicalText, check_revision,
+)
 from grace_rag.indexes.lock import WriteLock, repairing
 from grace_rag.indexes.manifest import Manifest, read_manifest, write_manifest
 from grace_rag.indexes.repair import catch_up
@@ -78,12 +80,19 @@ class LexicalSide:
     def _load(self, revision: int) -> LexicalIndex:
         """lexical/ as saved, if it reflects ``revision`` of the store (else LexicalDamage)."""
         check_revision(self.manifest.lexical_revision, revision)
-        return LexicalIndex.load(self.path, self.manifest.lexical_digest, revision, self.store.count())
+        return LexicalIndex.load(self.path, self.manifest.lexical_digest, revision, self.store.count(),
+                                 self.manifest.lexical_text)
 
     def _rebuild(self, revision: int) -> LexicalIndex:
-        fids, texts = self.store.texts()
-        logger.info("building the lexical index of %s from %d chunks", self.path, len(texts))
-        return LexicalIndex.build(fids, texts, revision)
+        text = LexicalText(self.manifest.lexical_text)
+        fids, texts = self.store.texts(with_rationales=text is LexicalText.TEXT_AND_RATIONALE)
+        logger.info("building the lexical index of %s from %d chunks (%s)", self.path, len(texts), text.value)
+        return LexicalIndex.build(fids, texts, revision, text=text)
+
+    def reset(self) -> None:
+        """What BM25 indexes changed: the next search and save rebuild lexical/ from the store."""
+        self._index, self._changed = None, True
+        self.manifest.lexical_revision = -1
 
     def _report(self, damage: LexicalDamage, repair: bool) -> None:
         """Say what was found (a warning, unless another process is writing: then the files are in flux),

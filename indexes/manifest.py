@@ -12,6 +12,7 @@ from typing import Any
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import AUTO, SearchParams
 from grace_rag.indexes.files import file_mode
+from grace_rag.indexes.lexical import DEFAULT_LEXICAL_TEXT, LexicalText
 from grace_rag.indexes.lexical import SETTINGS as LEXICAL_SETTINGS
 from grace_rag.indexes.records import EncoderInfo
 
@@ -37,6 +38,7 @@ class Manifest:
     faiss_digest: str = ""  # checksum of index.faiss (files.checksum); "" in indexes written before it
     lexical_revision: int = -1  # chunk-store revision that lexical/ reflects (-1: none yet)
     lexical_digest: str = ""  # content hash of the files in lexical/
+    lexical_text: LexicalText = DEFAULT_LEXICAL_TEXT  # what BM25 indexes per chunk (also in the store's meta)
     counts: dict[str, int] = field(default_factory=dict)
     recreated: bool = field(default=False, compare=False)  # rebuilt from chunks.sqlite in this process (not saved)
 
@@ -53,7 +55,8 @@ class Manifest:
             "faiss_revision": self.faiss_revision,
             "faiss_bytes": self.faiss_bytes,
             "faiss_digest": self.faiss_digest,
-            "lexical": {"revision": self.lexical_revision, "digest": self.lexical_digest, **LEXICAL_SETTINGS},
+            "lexical": {"revision": self.lexical_revision, "digest": self.lexical_digest, **LEXICAL_SETTINGS,
+                        "text": LexicalText(self.lexical_text).value},
             "counts": self.counts,
         }
 
@@ -82,6 +85,7 @@ class Manifest:
                 faiss_digest=str(data.get("faiss_digest", "")),
                 lexical_revision=int(data.get("lexical", {}).get("revision", -1)),  # absent before hybrid search
                 lexical_digest=str(data.get("lexical", {}).get("digest", "")),
+                lexical_text=LexicalText(data.get("lexical", {}).get("text", LexicalText.TEXT.value)),
                 counts={k: int(v) for k, v in data.get("counts", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -24,6 +24,7 @@ import faiss
 from grace_rag.errors import GraceIndexError
 from grace_rag.indexes.factory import AUTO, SearchParams, faiss_reason
 from grace_rag.indexes.files import INDEX_FILE, MANIFEST_FILE, STORE_FILE, file_checksum
+from grace_rag.indexes.lexical import DEFAULT_LEXICAL_TEXT, LexicalText
 from grace_rag.indexes.manifest import FORMAT, Manifest, ManifestDamage, read_manifest, write_manifest
 from grace_rag.indexes.records import EncoderInfo
 from grace_rag.indexes.lock import WriteLock, repairing
@@ -59,8 +60,12 @@ def manifest_from_store(store: ChunkStore, encoder: EncoderInfo) -> Manifest:
         search = SearchParams.from_dict(json.loads(store.get_meta("search", "{}") or "{}"))
     except (ValueError, TypeError, AttributeError):
         search = SearchParams()
+    try:
+        text = LexicalText(store.get_meta("lexical_text", DEFAULT_LEXICAL_TEXT.value))
+    except ValueError:
+        text = DEFAULT_LEXICAL_TEXT
     return Manifest(encoder=encoder, factory_request=store.get_meta("factory_request", AUTO) or AUTO, search=search,
-                    recreated=True)
+                    lexical_text=text, recreated=True)
 
 
 def load_manifest(path: Path, store: ChunkStore, encoder: EncoderInfo, lock: WriteLock) -> Manifest:

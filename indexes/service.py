@@ -39,6 +39,7 @@ class IndexRequest:
     settings: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)  # its explicit fields were asked for
     factory: str | None = None
     nprobe: int | None = None  # IVF lists a search visits (0: measured at build); None: keep the index's
+    lexical_text: str | None = None  # what BM25 indexes: "text" or "text+rationale"; None: keep the index's
     device: str = "auto"
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     cluster: RayConfig | None = None  # embed on a Ray actor pool (None: in this process)
@@ -91,6 +92,7 @@ def index_folder(request: IndexRequest, progress: IngestProgress | None = None, 
                                    recorded_config(recorded, request.settings), request.device)
         index.set_factory(request.factory)
         index.set_nprobe(request.nprobe)
+        index.set_lexical_text(request.lexical_text)
 
         def loader() -> Any:
             return load_recorded_encoder(index.path, recorded, request.device)

@@ -309,10 +309,12 @@ class ChunkStore:
         rows = self.hit_map(fids)
         return [replace(hit, score=float(s)) for f, s in zip(fids, scores) if (hit := rows.get(int(f))) is not None]
 
-    def texts(self) -> tuple[np.ndarray, list[str]]:
-        """(fids, texts) of every chunk in fid order, for building the lexical index."""
-        rows = self._query("SELECT fid, text FROM chunks ORDER BY fid").fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+    def texts(self, with_rationales: bool = False) -> tuple[np.ndarray, list[str]]:
+        """(fids, texts) of every chunk in fid order, for building the lexical index; ``with_rationales``
+        appends each chunk's rationale to its text (on a new line)."""
+        rows = self._query("SELECT fid, text, rationale FROM chunks ORDER BY fid").fetchall()
+        texts = [f"{r[1]}\n{r[2]}" if with_rationales and r[2] else r[1] for r in rows]
+        return np.array([r[0] for r in rows], dtype=np.int64), texts
 
     def metadata_keys(self) -> list[str]:
         """Every key used in any chunk's metadata, sorted."""

@@ -24,6 +24,7 @@ from grace_rag.errors import ConfigError
 from grace_rag.indexes.files import DEFAULT_INDEX_DIR
 from grace_rag.textio import shown
 from grace_rag.indexes.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, FusionMethod, SearchMode
+from grace_rag.indexes.lexical import LexicalText
 
 IndexDir = Annotated[Path, typer.Option("--index", help="Index directory.")]
 ModelOpt = Annotated[str | None, typer.Option(
@@ -118,6 +119,9 @@ def index_command(
     nprobe: Annotated[int | None, typer.Option(
         min=0, help="IVF lists a search visits; 0 measures it when the IVF index is built (recall@10 0.95 on "
                     "stored vectors). Only used by IVF indexes (above 2M chunks, or --factory IVF...).")] = None,
+    lexical_text: Annotated[LexicalText | None, typer.Option(
+        help="What the lexical side (BM25) indexes per chunk: the text, or the text and its rationale "
+             "(recorded; default text).")] = None,
     device: DeviceOpt = "auto",
     ray: Annotated[bool, typer.Option("--ray", help="Embed on a Ray actor pool (pip install 'grace-rag[ray]').")] = False,
     address: Annotated[str | None, typer.Option(help=_ray_help("address"))] = None,
@@ -137,7 +141,7 @@ def index_command(
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     request = IndexRequest(
         path=path, index_dir=index, model=model, settings=settings.build(),
-        factory=factory, nprobe=nprobe, device=device,
+        factory=factory, nprobe=nprobe, lexical_text=lexical_text, device=device,
         ingest=IngestConfig(chunk_size=chunk_size, chunk_overlap=chunk_overlap, batch_size=batch_size,
                             max_file_mb=max_file_mb),
         cluster=RayConfig(address=address, workers=workers, gpus_per_worker=gpus_per_worker) if ray else None,
@@ -241,7 +245,7 @@ def info_command(
         typer.echo(f"{key:<16}{info[key]}")
     typer.echo(f"{'search':<16}" + ", ".join(f"{k}={v}" for k, v in info["search"].items()))
     lexical = "up to date" if info["lexical_revision"] == info["store_revision"] else "rebuilt on next use"
-    typer.echo(f"{'lexical':<16}BM25 (bm25s), {lexical}")
+    typer.echo(f"{'lexical':<16}BM25 (bm25s) over {info['lexical_text']}, {lexical}")
     for name, size in info["sizes_bytes"].items():
         typer.echo(f"{'  ' + name:<16}{size:,} bytes")
     typer.echo(f"{'total':<16}{info['total_bytes']:,} bytes")

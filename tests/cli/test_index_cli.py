@@ -209,3 +209,18 @@ def test_an_unchanged_folder_needs_no_model(docs, model_dir, tmp_path):
     assert json.loads(invoke("index", docs, "--json").stdout)["files_removed"] == 1  # removals need no model
     (docs / "new.txt").write_text("Penguins huddle against the cold.")
     assert "does not exist" in one_red_line(invoke("index", docs))
+
+
+def test_lexical_text_option_is_recorded_and_searched_and_a_bad_value_is_one_line(docs, model_dir):
+    from grace_rag.indexes import GraceIndex
+
+    assert index(docs, model_dir, "--quiet", "--lexical-text", "text+rationale").exit_code == 0
+    with GraceIndex.open(".grace-index") as built:
+        assert built.manifest.lexical_text.value == "text+rationale"
+    assert json.loads(invoke("info", "--json").stdout)["lexical_text"] == "text+rationale"
+    assert "BM25 (bm25s) over text+rationale" in invoke("info").stdout
+    assert index(docs, model_dir, "--quiet").exit_code == 0  # a later run keeps the recorded choice
+    with GraceIndex.open(".grace-index") as kept:
+        assert kept.manifest.lexical_text.value == "text+rationale"
+    result = index(docs, model_dir, "--quiet", "--lexical-text", "rationale")
+    assert result.exit_code == 2 and "text+rationale" in result.output

@@ -174,3 +174,31 @@ def test_an_empty_index_searches_to_nothing(tmp_path, info):
         assert index.search(unit(1)[0], text="anything", k=3) == []
     with GraceIndex.open(tmp_path / "empty") as index:
         assert index.search(text="anything", k=3) == [] and index.lexical.current().fids.size == 0
+
+
+def test_the_lexical_side_can_index_text_and_rationale_and_keeps_that_choice(tmp_path, info, caplog):
+    """``set_lexical_text("text+rationale")``: a word only the rationale holds finds its chunk; the choice is in
+    manifest.json and chunks.sqlite, survives reopening and a lost manifest, and "text" brings the old side back."""
+    index = GraceIndex.create(tmp_path / "ix", info)
+    index.add([Chunk(id="bees", text=TEXTS[0], rationale="pollinators foraging"),
+               Chunk(id="bread", text=TEXTS[2], rationale="fermentation")], unit(2))
+    index.save()
+    assert lexical_ids(index, "pollinators") == []  # the default indexes the text only
+    index.set_lexical_text("text+rationale")
+    assert lexical_ids(index, "pollinators") == ["bees"] and lexical_ids(index, "yeast") == ["bread"]
+    index.close()
+    manifest = json.loads((tmp_path / "ix" / MANIFEST_FILE).read_text())
+    assert manifest["lexical"]["text"] == "text+rationale"
+    assert json.loads((tmp_path / "ix" / LEXICAL_DIR / "settings.json").read_text())["text"] == "text+rationale"
+    with caplog.at_level(logging.INFO):
+        with GraceIndex.open(tmp_path / "ix") as reopened:  # loaded from disk, not rebuilt
+            assert lexical_ids(reopened, "fermentation") == ["bread"]
+    assert not any("building the lexical index" in r.getMessage() for r in caplog.records)
+    (tmp_path / "ix" / MANIFEST_FILE).unlink()  # recreated from chunks.sqlite: the choice is kept
+    with GraceIndex.open(tmp_path / "ix") as recreated:
+        assert recreated.manifest.lexical_text.value == "text+rationale"
+        assert lexical_ids(recreated, "pollinators") == ["bees"]
+        recreated.set_lexical_text("text")
+        assert lexical_ids(recreated, "pollinators") == []
+    with GraceIndex.open(tmp_path / "ix") as again, pytest.raises(ConfigError, match="lexical text"):
+        again.set_lexical_text("rationale")
