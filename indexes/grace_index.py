@@ -180,7 +180,7 @@ class GraceIndex:
         self._measure_nprobe(self._index)
         apply_search_params(self._index, self.manifest.search)
 
-    def set_lexical_text(self, text: "LexicalText | str | None") -> None:
+    def set_lexical_text(self, text: LexicalText | str | None) -> None:
         """Choose what BM25 indexes per chunk: ``"text"`` or ``"text+rationale"`` (the rationale each vector
         was built from); ``None`` keeps the current choice. Recorded, and the lexical side rebuilt and saved."""
         if text is None:
@@ -448,7 +448,7 @@ class GraceIndex:
             "chunks": self.store.count(),
             "files": len(self.store.file_hashes()),
             "lexical_revision": self.manifest.lexical_revision,
-            "lexical_text": LexicalText(self.manifest.lexical_text).value,
+            "lexical_text": self.manifest.lexical_text.value,
             "store_revision": self.store.revision,
             "encoder_settings": self.manifest.encoder.settings,
             "sizes_bytes": sizes,

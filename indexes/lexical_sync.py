@@ -84,7 +84,7 @@ class LexicalSide:
                                  self.manifest.lexical_text)
 
     def _rebuild(self, revision: int) -> LexicalIndex:
-        text = LexicalText(self.manifest.lexical_text)
+        text = self.manifest.lexical_text
         fids, texts = self.store.texts(with_rationales=text is LexicalText.TEXT_AND_RATIONALE)
         logger.info("building the lexical index of %s from %d chunks (%s)", self.path, len(texts), text.value)
         return LexicalIndex.build(fids, texts, revision, text=text)

@@ -56,7 +56,7 @@ class Manifest:
             "faiss_bytes": self.faiss_bytes,
             "faiss_digest": self.faiss_digest,
             "lexical": {"revision": self.lexical_revision, "digest": self.lexical_digest, **LEXICAL_SETTINGS,
-                        "text": LexicalText(self.lexical_text).value},
+                        "text": self.lexical_text.value},
             "counts": self.counts,
         }
 

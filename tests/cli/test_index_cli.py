@@ -211,7 +211,7 @@ def test_an_unchanged_folder_needs_no_model(docs, model_dir, tmp_path):
     assert "does not exist" in one_red_line(invoke("index", docs))
 
 
-def test_lexical_text_option_is_recorded_and_searched_and_a_bad_value_is_one_line(docs, model_dir):
+def test_lexical_text_option_is_recorded_kept_and_shown_and_a_bad_value_is_refused(docs, model_dir):
     from grace_rag.indexes import GraceIndex
 
     assert index(docs, model_dir, "--quiet", "--lexical-text", "text+rationale").exit_code == 0
