@@ -136,6 +136,10 @@ class EncoderConfig:
         default=None,
     )
     max_input_tokens: int = _help("Input texts longer than this many tokens are truncated.", default=512)
+    writer_input_tokens: int | None = _help(
+        "Tokens of each text the rationale's writer reads (None: max_input_tokens). Less than max_input_tokens "
+        "makes writing cheaper; the vector still reads max_input_tokens of text plus the rationale (a second "
+        "forward pass when the model writes its own).", default=None)
     pooling: Pooling = _help(
         "Pooling: mean (paper), last (EOS token), max, rationale (rationale tokens only) or "
         "balanced (1/2 text mean + 1/2 rationale mean).", default=Pooling.MEAN)
@@ -178,6 +182,9 @@ class EncoderConfig:
         if self.query_rationale_tokens is not None and (not _is_int(self.query_rationale_tokens)
                                                         or self.query_rationale_tokens < 0):
             raise ConfigError(f"query_rationale_tokens must be None or an integer >= 0, got {self.query_rationale_tokens!r}")
+        if self.writer_input_tokens is not None and (not _is_int(self.writer_input_tokens)
+                                                     or self.writer_input_tokens < 1):
+            raise ConfigError(f"writer_input_tokens must be None or an integer >= 1, got {self.writer_input_tokens!r}")
         for name in ("query_instruction", "document_instruction"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip() or not is_text(value):
@@ -230,6 +237,11 @@ class EncoderConfig:
             return self.query_rationale_tokens
         return self.max_rationale_tokens
 
+    @property
+    def writer_truncates(self) -> bool:
+        """Whether the writer reads fewer tokens of a text than the vector does."""
+        return self.writer_input_tokens is not None and self.writer_input_tokens < self.max_input_tokens
+
     def instruction(self, role: Role) -> str:
         return self.query_instruction if role is Role.QUERY else self.document_instruction
 
@@ -262,6 +274,8 @@ class EncoderConfig:
                              ("writer", Writer.MODEL.value)):
             if out[key] == neutral:
                 out.pop(key)
+        if not self.writer_truncates:  # None, or at least max_input_tokens: the writer reads what the vector does
+            out.pop("writer_input_tokens")
         return out
 
 

@@ -129,6 +129,9 @@ class GraceEncoder:
                                                      self.config.max_batch_tokens)
         tokenizer = self.backbone.tokenizer
         self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
+        # with writer_input_tokens below max_input_tokens the writer reads a shorter prompt of the same text
+        self.writer_builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.writer_input_tokens)
+                                for role in Role} if self.config.writer_truncates else None
         self.pool_spec = PoolSpec(self.config.pooling, self.config.layer)
         self.representer = Representer(self.backbone.model, tokenizer, self.pool_spec, self.generator,
                                        self.config.batch_size, self.config.max_batch_tokens)
@@ -219,8 +222,12 @@ class GraceEncoder:
     def _compute(self, todo: list[tuple[str, str]], role: Role) -> dict[str, tuple[str, np.ndarray]]:
         builder = self.builders[role]
         prompts = [builder.build(text) for _, text in todo]
+        writer_prompts = None
+        if self.writer_builders is not None and self.settings[role].max_new_tokens > 0:
+            writer_prompts = [self.writer_builders[role].build(text) for _, text in todo]
         with self._progress(len(prompts)) as bar:
-            rationales, vectors = self.representer.represent(prompts, self.settings[role], progress=bar.update)
+            rationales, vectors = self.representer.represent(prompts, self.settings[role], progress=bar.update,
+                                                             writer_prompts=writer_prompts)
         array = vectors.numpy().astype(np.float32, copy=False)  # (n, D)
         result = {key: (r.text, array[i]) for i, ((key, _), r) in enumerate(zip(todo, rationales))}
         if self._cache is not None:

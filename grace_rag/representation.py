@@ -143,13 +143,21 @@ class Representer:
         return normalize(pool(hidden.float(), seg, self.spec.pooling))
 
     def represent(self, prompts: Sequence[PromptIds], settings: GenerationSettings,
-                  progress: Progress | None = None) -> tuple[list[Rationale], Tensor]:
-        """A rationale per prompt and the unit vector of P(x) ⊕ r (n, D), in input order."""
+                  progress: Progress | None = None,
+                  writer_prompts: Sequence[PromptIds] | None = None) -> tuple[list[Rationale], Tensor]:
+        """A rationale per prompt and the unit vector of P(x) ⊕ r (n, D), in input order.
+
+        ``writer_prompts`` (one per prompt, e.g. the same texts cut shorter): what the generator writes
+        from; the vectors still pool ``prompts`` ⊕ r, in a forward pass of their own."""
         if self.generator is None:
             raise RuntimeError("this Representer has no generator; pass one to write rationales")
-        if isinstance(self.generator, FusedGenerator) and getattr(self.generator, "model", None) is self.model:
+        if writer_prompts is not None and len(writer_prompts) != len(prompts):
+            raise ValueError(f"{len(writer_prompts)} writer prompts for {len(prompts)} prompts")
+        fused = isinstance(self.generator, FusedGenerator) and getattr(self.generator, "model", None) is self.model
+        if fused and writer_prompts is None:
             return self.generator.generate_and_pool(prompts, settings, self, progress)
-        rationales = self.generator.generate(prompts, settings, progress)
+        rationales = self.generator.generate(writer_prompts if writer_prompts is not None else prompts, settings,
+                                             progress)
         return rationales, self.pool_sequences(prompts, [r.token_ids for r in rationales])
 
     @torch.inference_mode()

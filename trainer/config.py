@@ -244,6 +244,9 @@ class TrainConfig:
         need(self.encoder.writer is not Writer.BASE or self.objective == Objective.CONTRASTIVE,
              "writer = base: the base model writes every rationale, so the grace/both objectives have nothing to "
              "train; use objective = contrastive or writer = model")
+        need(not self.encoder.writer_truncates,
+             "encoder.writer_input_tokens is an encoding setting: the trainer writes each rationale from the "
+             "max_input_tokens it trains on; leave writer_input_tokens unset for training (set it when indexing)")
         need(self.lm_weight == 0 or self.objective == Objective.CONTRASTIVE,
              "lm_weight applies to the contrastive objective (it scores the base model's memoised rationales); "
              "for the grace/both objectives keep the policy near the base with kl_coef")

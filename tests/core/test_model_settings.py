@@ -140,3 +140,54 @@ def test_frozen_writer_writes_the_base_models_rationales_and_pools_with_the_adap
     assert frozen.config.writer is Writer.BASE and frozen.fingerprint != own.fingerprint
     assert own.fingerprint == GraceEncoder(model=str(adapter), config=EncoderConfig(max_rationale_tokens=4, writer="model",
                                                                                     cache=False), device="cpu").fingerprint
+
+
+def test_writer_input_tokens_writes_from_the_cut_text_and_pools_the_whole_text(monkeypatch):
+    from grace_rag.config import Role
+    from grace_rag.testing import tiny_backbone
+
+    backbone = tiny_backbone()
+    texts = ["a cat sleeps on the mat while the dog barks at the postman outside",
+             "proteins fold into shapes that decide what they do in the cell", "rates rose"]
+    whole = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, max_input_tokens=64, cache=False))
+    cut = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, max_input_tokens=64,
+                                                             writer_input_tokens=3, cache=False))
+    short = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, max_input_tokens=3, cache=False))
+    seen = []  # what the writer is given
+    generate = cut.generator.generate
+    monkeypatch.setattr(cut.generator, "generate", lambda prompts, *a, **k: seen.extend(prompts) or generate(prompts, *a, **k))
+    encoding = cut.encode(texts)
+    short_prompts = [short.builders[Role.DOCUMENT].build(t) for t in texts]
+    assert [p.input_ids for p in seen] == [p.input_ids for p in short_prompts]  # the first 3 tokens of each text
+    written, _ = short.representer.represent(short_prompts, short.settings[Role.DOCUMENT])
+    prompts = [whole.builders[Role.DOCUMENT].build(t) for t in texts]
+    expected = whole.representer.pool_sequences(prompts, [r.token_ids for r in written])  # the whole text + rationale
+    assert np.allclose(encoding.vectors, expected.numpy(), atol=1e-5)
+    assert not np.allclose(short.encode(texts).vectors, expected.numpy(), atol=1e-3)  # (not the cut text's vector)
+
+
+def test_writer_input_tokens_is_in_the_fingerprint_only_when_it_cuts():
+    from grace_rag.testing import tiny_backbone
+
+    backbone = tiny_backbone()
+
+    def fingerprint(**kw):
+        return GraceEncoder.from_backbone(backbone, EncoderConfig(max_input_tokens=64, cache=False, **kw)).fingerprint
+
+    plain = fingerprint()
+    assert fingerprint(writer_input_tokens=64) == plain and fingerprint(writer_input_tokens=500) == plain
+    assert fingerprint(writer_input_tokens=16) != plain != fingerprint(writer_input_tokens=8)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "long", True])
+def test_writer_input_tokens_must_be_a_positive_integer(bad):
+    with pytest.raises(ConfigError, match="writer_input_tokens must be None or an integer >= 1"):
+        EncoderConfig(writer_input_tokens=bad)
+
+
+def test_training_refuses_a_writer_that_reads_less_than_the_reader():
+    from grace_rag.trainer.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="writer_input_tokens is an encoding setting"):
+        TrainConfig(encoder=EncoderConfig(max_input_tokens=128, writer_input_tokens=64))
+    TrainConfig(encoder=EncoderConfig(max_input_tokens=128, writer_input_tokens=128))  # reads as much: fine
