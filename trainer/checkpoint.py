@@ -74,7 +74,11 @@ def publish_dir(target: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write(tmp)
-        os.chmod(tmp, _umask_mode(directory=True))  # mkdtemp makes 0700; a model folder follows the umask
+        # mkdtemp makes 0700 and safetensors writes 0600: the folder and what is in it follow the umask
+        os.chmod(tmp, _umask_mode(directory=True))
+        for path in tmp.rglob("*"):
+            if not path.is_symlink():
+                os.chmod(path, _umask_mode(directory=path.is_dir()))
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}"

@@ -135,6 +135,9 @@ def test_overwrite_replaces_an_earlier_model_and_the_new_one_follows_the_umask(w
     first = runner.invoke(app, ["train", "good.jsonl", "--out", "model", "--model", str(model_dir), *TINY_TRAIN])
     assert first.exit_code == 0, first.output
     assert stat.S_IMODE((work / "model").stat().st_mode) == 0o777 & ~_umask()  # not mkdtemp's 0700
+    for name in ("adapter_model.safetensors", "model.safetensors", "grace_encoder.json"):  # not safetensors' 0600
+        if (work / "model" / name).exists():
+            assert stat.S_IMODE((work / "model" / name).stat().st_mode) == 0o666 & ~_umask(), name
     (work / "model" / "marker").write_text("from the first run")
     again = runner.invoke(app, ["train", "good.jsonl", "--out", "model", "--model", str(model_dir), *TINY_TRAIN,
                                 "--overwrite"])
