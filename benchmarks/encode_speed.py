@@ -76,10 +76,10 @@ def index_speed(encoder, docs: list[str]) -> dict:
     from grace_rag.config import Role
 
     encoder.encode_documents(docs[:2])  # warm-up (and compilation, if any)
-    builder, settings = encoder.builders[Role.DOCUMENT], encoder.settings[Role.DOCUMENT]
+    settings = encoder.settings[Role.DOCUMENT]
     started = time.perf_counter()
-    prompts = [builder.build(d) for d in docs]
-    rationales, _ = encoder.representer.represent(prompts, settings)
+    prompts, writer_prompts = encoder.prompts(docs, Role.DOCUMENT)  # (the writer's: writer_input_tokens)
+    rationales, _ = encoder.representer.represent(prompts, settings, writer_prompts=writer_prompts)
     seconds = time.perf_counter() - started
     started = time.perf_counter()  # the same token batches as generation, longest first
     encoder.representer.pool_sequences(prompts, [r.token_ids for r in rationales])

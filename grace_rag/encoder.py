@@ -24,7 +24,7 @@ from grace_rag.config import EncoderConfig, Quantization, Role, Writer, check_de
 from grace_rag.errors import choice_error
 from grace_rag.generation import GenerationSettings, RationaleGenerator
 from grace_rag.models import DEFAULT_MODEL, Backbone, grace_home, load_backbone
-from grace_rag.prompts import PromptBuilder
+from grace_rag.prompts import PromptBuilder, PromptIds
 from grace_rag.representation import PoolSpec, Representer
 from grace_rag.textio import check_text
 from grace_rag.errors import ConfigError
@@ -219,12 +219,16 @@ class GraceEncoder:
         return self.encode(texts, role).rationales
 
     # -- internals --------------------------------------------------------------------------
+    def prompts(self, texts: Sequence[str], role: Role) -> tuple[list[PromptIds], list[PromptIds] | None]:
+        """The prompts whose states are pooled, and what the writer reads when it reads less of each text
+        (``writer_input_tokens``; else None: the writer reads the same prompts)."""
+        prompts = [self.builders[role].build(text) for text in texts]
+        if self.writer_builders is None or self.settings[role].max_new_tokens == 0:
+            return prompts, None
+        return prompts, [self.writer_builders[role].build(text) for text in texts]
+
     def _compute(self, todo: list[tuple[str, str]], role: Role) -> dict[str, tuple[str, np.ndarray]]:
-        builder = self.builders[role]
-        prompts = [builder.build(text) for _, text in todo]
-        writer_prompts = None
-        if self.writer_builders is not None and self.settings[role].max_new_tokens > 0:
-            writer_prompts = [self.writer_builders[role].build(text) for _, text in todo]
+        prompts, writer_prompts = self.prompts([text for _, text in todo], role)
         with self._progress(len(prompts)) as bar:
             rationales, vectors = self.representer.represent(prompts, self.settings[role], progress=bar.update,
                                                              writer_prompts=writer_prompts)

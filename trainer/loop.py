@@ -72,9 +72,15 @@ def _frozen_copy(model: Any) -> Any:
     return frozen.eval().requires_grad_(False)
 
 
+#: how the starting model is served, not what it is: a run decides who writes its rationales itself
+SERVING_ONLY = ("writer", "writer_input_tokens")
+
+
 def training_encoder_config(config: TrainConfig, model_settings: dict[str, Any]) -> EncoderConfig:
-    """The encoder this run trains (and publishes): the run's settings, the model's for the rest."""
-    return config.encoder.with_changes(cache=False).resolve(model_settings)
+    """The encoder this run trains (and publishes): the run's settings, the model's for the rest (except
+    who writes the rationales: ``writer`` is the run's own, ``model`` unless set)."""
+    inherited = {k: v for k, v in model_settings.items() if k not in SERVING_ONLY}
+    return config.encoder.with_changes(cache=False).resolve(inherited)
 
 
 class GraceTrainer:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from grace_rag.config import Writer
 from grace_rag.errors import ConfigError, DataError
 from grace_rag.models import Backbone, read_encoder_settings, write_encoder_settings
 
@@ -162,6 +163,8 @@ def train(config: TrainConfig, data_path: str | Path | None = None, *, backbone:
                           "or pass another --out to start over")
     if resume and not existing:
         raise ConfigError(f"nothing to resume: no checkpoint in {work}")
+    if backbone is None:
+        check_frozen_writer_start(config)
     data = load_data(config, data_path)
     n_steps = total_steps(config, data.size)
     if backbone is None:
@@ -239,6 +242,19 @@ def _all_agree_past(acc: Any, deadline: float) -> bool:
     return bool(all_reduce(acc, flag, "max").item() > 0)
 
 
+def check_frozen_writer_start(config: TrainConfig) -> None:
+    """``writer = base`` trains a reader of the untrained base model's rationales, and the trainer's
+    writer is a frozen copy of the starting weights: they must be the base's, not an adapter's."""
+    from grace_rag.models import ADAPTER_FILE, DEFAULT_MODEL, resolve
+
+    name = config.model or DEFAULT_MODEL
+    where = resolve(name)
+    if config.encoder.writer is Writer.BASE and not isinstance(where, str) and (where / ADAPTER_FILE).is_file():
+        raise ConfigError(f"writer = base starts from the untrained base model, and {name!r} is a LoRA adapter; "
+                          "pass --model with its base (e.g. --model smollm2-135m-instruct, as "
+                          "benchmarks/recipes/default.toml does) or use writer = model")
+
+
 def training_backbone(config: TrainConfig) -> Backbone:
     """The model to train: a name or directory, or an adapter directory (trained further with --lora)."""
     from grace_rag.encoder import resolve_device
@@ -267,8 +283,10 @@ def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: 
             trainer.merged_model().save_pretrained(str(tmp), safe_serialization=True)
             trainer.backbone.tokenizer.save_pretrained(str(tmp))
         # what the model was trained for; the number format is the user's machine's business
-        settings = {k: v for k, v in trainer.encoder_config.identity().items()
-                    if k not in ("max_input_tokens", "quantization")}
+        encoder = trainer.encoder_config
+        settings = {k: v for k, v in encoder.identity().items() if k not in ("max_input_tokens", "quantization")}
+        if encoder.writer is Writer.BASE:  # the base writes from as much of a text as it did in training
+            settings["writer_input_tokens"] = encoder.writer_input_tokens or encoder.max_input_tokens
         write_encoder_settings(tmp, settings, base_model=trainer.backbone.name, trained_with=cfg.to_dict())
         if metrics_path.is_file():
             shutil.copyfile(metrics_path, tmp / "metrics.jsonl")

@@ -125,3 +125,43 @@ def test_gradient_checkpointing_gives_the_same_update(triplets):
     checkpointed, b = first_step(True)
     assert checkpointed["contrastive_loss"] == pytest.approx(plain["contrastive_loss"], rel=1e-5)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_run_decides_its_own_writer_whatever_the_starting_model_is_served_with():
+    from grace_rag.config import Writer
+    from grace_rag.trainer.loop import training_encoder_config
+
+    served = {"writer": "base", "writer_input_tokens": 128, "layer": "penultimate"}
+    plain = training_encoder_config(TrainConfig(**CL), served)
+    assert plain.writer is Writer.MODEL and plain.writer_input_tokens is None  # not inherited
+    assert plain.layer.value == "penultimate"  # what the model is, is inherited
+    frozen = training_encoder_config(TrainConfig(**{**CL, "encoder": CL["encoder"].with_changes(writer="base")}), served)
+    assert frozen.writer is Writer.BASE
+
+
+def test_a_frozen_writer_model_is_published_with_the_input_its_writer_read(tmp_path, triplet_file, model_dir):
+    import json
+
+    from grace_rag.trainer.run import train
+
+    config = TrainConfig(**{**CL, "encoder": CL["encoder"].with_changes(writer="base")}, steps=1,
+                         output_dir=str(tmp_path / "out"), model=str(model_dir), save_every=0)
+    train(config, triplet_file, progress=False)
+    settings = json.loads((tmp_path / "out" / "grace_encoder.json").read_text())["settings"]
+    assert settings["writer"] == "base" and settings["writer_input_tokens"] == 16  # the run's max_input_tokens
+
+
+@pytest.mark.bad_input
+def test_a_frozen_writer_cannot_start_from_an_adapter(tmp_path, triplet_file, model_dir):
+    from peft import LoraConfig, get_peft_model
+
+    from grace_rag.models import load_backbone
+    from grace_rag.trainer.run import train
+
+    adapter = tmp_path / "adapter"
+    get_peft_model(load_backbone(model_dir).model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(adapter)
+    config = TrainConfig(**{**CL, "encoder": CL["encoder"].with_changes(writer="base")}, steps=1,
+                         output_dir=str(tmp_path / "out"), model=str(adapter))
+    with pytest.raises(ConfigError, match="writer = base starts from the untrained base model.*LoRA adapter"):
+        train(config, triplet_file, progress=False)
+    assert not (tmp_path / "out").exists()
