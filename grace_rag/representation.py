@@ -156,6 +156,11 @@ class Representer:
         fused = isinstance(self.generator, FusedGenerator) and getattr(self.generator, "model", None) is self.model
         if fused and writer_prompts is None:
             return self.generator.generate_and_pool(prompts, settings, self, progress)
+        if settings.max_new_tokens == 0:  # nothing to write: no pass of the writer (another model) at all
+            vectors = self.pool_sequences(prompts, [[] for _ in prompts])
+            if progress is not None:
+                progress(len(prompts))
+            return [Rationale(text="", token_ids=[], finished=True) for _ in prompts], vectors
         rationales = self.generator.generate(writer_prompts if writer_prompts is not None else prompts, settings,
                                              progress)
         return rationales, self.pool_sequences(prompts, [r.token_ids for r in rationales])

@@ -185,12 +185,13 @@ class FluencyScorers:
         base = encoder.untrained_base
         config = encoder.config
         instruction = config.instruction(role or Role.DOCUMENT)
-        key = (base, instruction, config.max_input_tokens)
+        read = min(config.writer_input_tokens or config.max_input_tokens, config.max_input_tokens)  # what the writer read
+        key = (base, instruction, read)
         if key not in self._scorers:
             if base not in self._backbones:
                 self._backbones[base] = (encoder.backbone if base == encoder.backbone.name
                                          else load_backbone(base, device=encoder.device))
-            self._scorers[key] = FluencyScorer(self._backbones[base], instruction, config.max_input_tokens)
+            self._scorers[key] = FluencyScorer(self._backbones[base], instruction, read)
         return self._scorers[key]
 
 

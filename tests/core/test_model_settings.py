@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from grace_rag import EncoderConfig
-from grace_rag.config import Layer, Pooling
+from grace_rag.config import Layer, Pooling, Role
 from grace_rag.encoder import GraceEncoder
 from grace_rag.errors import ConfigError, ModelNotFoundError
 from grace_rag.models import load_backbone, read_encoder_settings, write_encoder_settings
@@ -191,3 +191,15 @@ def test_training_refuses_a_writer_that_reads_less_than_the_reader():
     with pytest.raises(ConfigError, match="writer_input_tokens is an encoding setting"):
         TrainConfig(encoder=EncoderConfig(max_input_tokens=128, writer_input_tokens=64))
     TrainConfig(encoder=EncoderConfig(max_input_tokens=128, writer_input_tokens=128))  # reads as much: fine
+
+
+def test_texts_without_a_rationale_never_run_another_writer(model_dir, tmp_path, monkeypatch):
+    """Queries of a frozen-writer model (query_rationale_tokens = 0): one pass of the reader, none of the writer."""
+    adapter = tmp_path / "adapter"
+    _random_adapter(model_dir, adapter)
+    frozen = GraceEncoder(model=str(adapter), config=EncoderConfig(max_rationale_tokens=4, query_rationale_tokens=0,
+                                                                   writer="base", cache=False), device="cpu")
+    expected = frozen.representer.pool_sequences([frozen.builders[Role.QUERY].build("how do bees talk?")], [[]])
+    monkeypatch.setattr(frozen.generator, "generate", lambda *a, **k: pytest.fail("the writer ran"))
+    got = frozen.encode(["how do bees talk?"], role="query")
+    assert got.rationales == [""] and np.allclose(got.vectors, expected.numpy(), atol=1e-6)

@@ -10,6 +10,7 @@ import torch
 from grace_rag.config import EncoderConfig
 from grace_rag.encoder import GraceEncoder
 from grace_rag.evaluation.rationale_quality import (
+    FluencyScorers,
     FluencyScorer,
     RationaleFigures,
     distinct_ngram_ratio,
@@ -115,3 +116,14 @@ def test_real_base_model_finds_gibberish_less_fluent_than_its_own_sentence(base_
         "C RuBROS RuBO Anerbarse Arabitumphalan Distrait PBST bisestrogen",
     ])
     assert own < 10 < gibberish
+
+
+def test_fluency_is_scored_under_the_prompt_the_writer_read():
+    """With writer_input_tokens the writer read a cut text: the perplexity prompt is cut the same way."""
+    backbone = tiny_backbone()
+    cut = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, max_input_tokens=64,
+                                                             writer_input_tokens=3, cache=False))
+    whole = GraceEncoder.from_backbone(backbone, EncoderConfig(max_rationale_tokens=4, max_input_tokens=64, cache=False))
+    scorers = FluencyScorers()
+    assert scorers.for_encoder(cut).builder.max_input_tokens == 3
+    assert scorers.for_encoder(whole).builder.max_input_tokens == 64
