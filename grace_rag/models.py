@@ -63,7 +63,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     SHIPPED_ADAPTER: BuiltinModel(
         OWN_DISTRIBUTION, SHIPPED_ADAPTER,
         settings={},  # its grace_encoder.json holds the settings it was trained with
-        description="SmolLM2-135M-Instruct + the LoRA adapter grace-rag trained on SciFact (the default)",
+        description="SmolLM2-135M-Instruct + the LoRA reader grace-rag trained on a general-domain mix; the base writes (the default)",
     ),
 }
 
