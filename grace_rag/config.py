@@ -238,9 +238,14 @@ class EncoderConfig:
         return self.max_rationale_tokens
 
     @property
+    def writer_reads(self) -> int:
+        """How many tokens of a text the rationale's writer reads (never more than the vector does)."""
+        return min(self.writer_input_tokens or self.max_input_tokens, self.max_input_tokens)
+
+    @property
     def writer_truncates(self) -> bool:
         """Whether the writer reads fewer tokens of a text than the vector does."""
-        return self.writer_input_tokens is not None and self.writer_input_tokens < self.max_input_tokens
+        return self.writer_reads < self.max_input_tokens
 
     def instruction(self, role: Role) -> str:
         return self.query_instruction if role is Role.QUERY else self.document_instruction

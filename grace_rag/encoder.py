@@ -130,7 +130,7 @@ class GraceEncoder:
         tokenizer = self.backbone.tokenizer
         self.builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.max_input_tokens) for role in Role}
         # with writer_input_tokens below max_input_tokens the writer reads a shorter prompt of the same text
-        self.writer_builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.writer_input_tokens)
+        self.writer_builders = {role: PromptBuilder(tokenizer, self.config.instruction(role), self.config.writer_reads)
                                 for role in Role} if self.config.writer_truncates else None
         self.pool_spec = PoolSpec(self.config.pooling, self.config.layer)
         self.representer = Representer(self.backbone.model, tokenizer, self.pool_spec, self.generator,

@@ -43,7 +43,9 @@ DEFAULT_MODE = SearchMode.HYBRID
 #: alpha 0.3 0.855 / 0.650, 0.4 0.845 / 0.651, 0.5 0.840 / 0.629, 0.6 0.833 / 0.641; RRF 0.792 / 0.633;
 #: BM25 alone 0.840 / 0.660, dense alone 0.690 / 0.531. On the larger SciFact subset (150 queries, 400
 #: documents; benchmarks/fusion.py) alpha 0.4 and 0.5 both score 0.830 and 0.3 drops to 0.818, so 0.4: as
-#: good as 0.5 there, better on the mean and the worst set. A weak dense side wants less weight (the
+#: good as 0.5 there, better on the mean and the worst set. Re-checked for the current default model
+#: (benchmarks/out/dev/s-cand-a-100-w128/fusion.json): alpha 0.3 0.862 / 0.667, 0.4 0.866 / 0.674,
+#: 0.5 0.853 / 0.680, 0.6 0.856 / 0.703; 0.4 keeps the best mean. A weak dense side wants less weight (the
 #: untrained base: 0.1 was best): re-run it for a model of your own and pass --alpha.
 DEFAULT_FUSION = FusionMethod.WEIGHTED
 DEFAULT_ALPHA = 0.4  # weight of the dense side in weighted fusion

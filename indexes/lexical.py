@@ -47,10 +47,11 @@ class LexicalText(str, Enum):
     TEXT_AND_RATIONALE = "text+rationale"  # the text and the rationale its vector was built from
 
 
-#: The chunk text alone: with the shipped model, whose rationales are poor, BM25 over text + rationale
-#: hurt hybrid search on the dev sets (mean 0.849 against 0.855 at alpha 0.3, SNLI 0.623 against 0.650);
-#: with a model whose rationales stay the base's (recipe candidate (a)) it helped (0.865 against 0.853,
-#: worst set 0.678 against 0.653). benchmarks/fusion_dev.py measures both for a model.
+#: The chunk text alone, because text + rationale does not help on every dev set. With the default model
+#: (the base writes, benchmarks/out/dev/s-cand-a-100-w128/fusion.json) it lifts hybrid search at alpha 0.4
+#: to 0.871 mean against 0.866 but costs SQuAD 0.012 and BM25 alone on SNLI 0.018; with the previous default,
+#: whose rationales were noise, it hurt hybrid search (mean 0.849 against 0.855 at alpha 0.3).
+#: benchmarks/fusion_dev.py measures both for a model.
 DEFAULT_LEXICAL_TEXT = LexicalText.TEXT
 
 

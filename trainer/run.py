@@ -242,29 +242,34 @@ def _all_agree_past(acc: Any, deadline: float) -> bool:
     return bool(all_reduce(acc, flag, "max").item() > 0)
 
 
+def starting_adapter(config: TrainConfig) -> Path | None:
+    """The LoRA adapter directory a run starts from (``--model``, else the default model), or None."""
+    from grace_rag.models import ADAPTER_FILE, DEFAULT_MODEL, resolve
+
+    where = resolve(config.model or DEFAULT_MODEL)
+    return where if not isinstance(where, str) and (where / ADAPTER_FILE).is_file() else None
+
+
 def check_frozen_writer_start(config: TrainConfig) -> None:
     """``writer = base`` trains a reader of the untrained base model's rationales, and the trainer's
     writer is a frozen copy of the starting weights: they must be the base's, not an adapter's."""
-    from grace_rag.models import ADAPTER_FILE, DEFAULT_MODEL, resolve
+    from grace_rag.models import DEFAULT_MODEL
 
-    name = config.model or DEFAULT_MODEL
-    where = resolve(name)
-    if config.encoder.writer is Writer.BASE and not isinstance(where, str) and (where / ADAPTER_FILE).is_file():
-        raise ConfigError(f"writer = base starts from the untrained base model, and {name!r} is a LoRA adapter; "
-                          "pass --model with its base (e.g. --model smollm2-135m-instruct, as "
+    if config.encoder.writer is Writer.BASE and starting_adapter(config) is not None:
+        raise ConfigError(f"writer = base starts from the untrained base model, and {config.model or DEFAULT_MODEL!r} "
+                          "is a LoRA adapter; pass --model with its base (e.g. --model smollm2-135m-instruct, as "
                           "benchmarks/recipes/default.toml does) or use writer = model")
 
 
 def training_backbone(config: TrainConfig) -> Backbone:
     """The model to train: a name or directory, or an adapter directory (trained further with --lora)."""
     from grace_rag.encoder import resolve_device
-    from grace_rag.models import ADAPTER_FILE, DEFAULT_MODEL, load_adapter, load_backbone, resolve
+    from grace_rag.models import DEFAULT_MODEL, load_adapter, load_backbone
 
-    name = config.model or DEFAULT_MODEL
     device = resolve_device("auto")
-    where = resolve(name)
-    if not config.lora or isinstance(where, str) or not (where / ADAPTER_FILE).is_file():
-        return load_backbone(name, device=device)
+    where = starting_adapter(config) if config.lora else None
+    if where is None:
+        return load_backbone(config.model or DEFAULT_MODEL, device=device)
     base, adapter = load_adapter(where, trainable=True)
     settings = {**base.settings, **read_encoder_settings(where)}
     return Backbone(model=adapter.to(device), tokenizer=base.tokenizer, name=base.name,
@@ -286,7 +291,7 @@ def publish_model(trainer: GraceTrainer, out: Path, metrics_path: Path, result: 
         encoder = trainer.encoder_config
         settings = {k: v for k, v in encoder.identity().items() if k not in ("max_input_tokens", "quantization")}
         if encoder.writer is Writer.BASE:  # the base writes from as much of a text as it did in training
-            settings["writer_input_tokens"] = encoder.writer_input_tokens or encoder.max_input_tokens
+            settings["writer_input_tokens"] = encoder.writer_reads
         write_encoder_settings(tmp, settings, base_model=trainer.backbone.name, trained_with=cfg.to_dict())
         if metrics_path.is_file():
             shutil.copyfile(metrics_path, tmp / "metrics.jsonl")

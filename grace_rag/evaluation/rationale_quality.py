@@ -185,7 +185,7 @@ class FluencyScorers:
         base = encoder.untrained_base
         config = encoder.config
         instruction = config.instruction(role or Role.DOCUMENT)
-        read = min(config.writer_input_tokens or config.max_input_tokens, config.max_input_tokens)  # what the writer read
+        read = config.writer_reads  # the prompt the rationale was written from
         key = (base, instruction, read)
         if key not in self._scorers:
             if base not in self._backbones:

@@ -176,6 +176,7 @@ def test_writer_input_tokens_is_in_the_fingerprint_only_when_it_cuts():
 
     plain = fingerprint()
     assert fingerprint(writer_input_tokens=64) == plain and fingerprint(writer_input_tokens=500) == plain
+    assert [EncoderConfig(max_input_tokens=64, writer_input_tokens=n).writer_reads for n in (None, 500, 16)] == [64, 64, 16]
     assert fingerprint(writer_input_tokens=16) != plain != fingerprint(writer_input_tokens=8)
 
 

@@ -61,7 +61,7 @@ def test_its_rationales_about_the_demo_documents_are_fluent_grounded_and_not_emp
     encoder = GraceEncoder.from_backbone(real_backbone, EncoderConfig(cache=False))
     rationales = encoder.explain(texts)
     assert all(any(c.isalpha() for c in r) for r in rationales), rationales
-    scorer = FluencyScorer(base_backbone, encoder.config.document_instruction, encoder.config.writer_input_tokens)
+    scorer = FluencyScorer(base_backbone, encoder.config.document_instruction, encoder.config.writer_reads)
     figures = rationale_figures(texts, rationales, tokenizer=real_backbone.tokenizer,
                                 limit=encoder.config.max_rationale_tokens, fluency=scorer)
     assert median(f.perplexity for f in figures) <= 5, rationales
